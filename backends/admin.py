@@ -1,0 +1,200 @@
+"""The operator's UI: a declarative admin whose actions call services."""
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from backends import services
+from backends.models import FallbackLink, Health, LLMBackend, RequestSample, ServiceKey
+
+_BADGE = {
+    Health.HEALTHY: "#1a7f37",
+    Health.DEGRADED: "#9a6700",
+    Health.DOWN: "#cf222e",
+}
+
+
+class FallbackFormSet(BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        kept = [
+            form.cleaned_data
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE")
+        ]
+        chain = [row["fallback"] for row in sorted(kept, key=lambda row: row["position"])]
+        try:
+            services.validate_fallbacks(entry=self.instance, fallbacks=chain)
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict["fallbacks"]) from None
+
+
+class FallbackInline(admin.TabularInline):
+    model = FallbackLink
+    formset = FallbackFormSet
+    fk_name = "entry"
+    extra = 0
+    autocomplete_fields = ["fallback"]
+    ordering = ["position"]
+    verbose_name = "fallback"
+    verbose_name_plural = "Fallback chain (tried in position order when this entry fails)"
+
+
+@admin.register(LLMBackend)
+class LLMBackendAdmin(admin.ModelAdmin):
+    list_display = [
+        "model_name",
+        "backend_type",
+        "endpoint_url",
+        "upstream_model",
+        "enabled",
+        "priority",
+        "health_badge",
+        "tokens_per_sec",
+        "latency_ms",
+        "total_requests",
+        "total_errors",
+    ]
+    list_filter = ["backend_type", "enabled", "health"]
+    search_fields = ["model_name", "endpoint_url", "upstream_model"]
+    list_per_page = 50
+    inlines = [FallbackInline]
+    actions = ["enable_selected", "disable_selected"]
+    readonly_fields = [
+        "health",
+        "health_checked_at",
+        "health_error",
+        "avg_tokens_per_sec",
+        "avg_latency_ms",
+        "total_requests",
+        "total_errors",
+        "created_by",
+        "created_at",
+        "updated_at",
+    ]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "model_name",
+                    "backend_type",
+                    "endpoint_url",
+                    "upstream_model",
+                    "enabled",
+                    "priority",
+                    "description",
+                ]
+            },
+        ),
+        ("Defaults", {"fields": ["max_tokens", "temperature_default", "timeout_seconds"]}),
+        (
+            "Health and performance",
+            {
+                "fields": [
+                    "health",
+                    "health_checked_at",
+                    "health_error",
+                    "avg_tokens_per_sec",
+                    "avg_latency_ms",
+                    "total_requests",
+                    "total_errors",
+                ]
+            },
+        ),
+        ("History", {"fields": ["created_by", "created_at", "updated_at"]}),
+    ]
+
+    @admin.display(description="health", ordering="health")
+    def health_badge(self, entry: LLMBackend) -> str:
+        if entry.health == Health.UNKNOWN:
+            return ""
+        return format_html(
+            '<span style="color:{};font-weight:bold" title="{}">● {}</span>',
+            _BADGE[entry.health],
+            entry.health_error,
+            entry.get_health_display(),
+        )
+
+    @admin.display(description="tok/s", ordering="avg_tokens_per_sec")
+    def tokens_per_sec(self, entry: LLMBackend) -> str:
+        return "" if entry.avg_tokens_per_sec is None else f"{entry.avg_tokens_per_sec:.1f}"
+
+    @admin.display(description="latency ms", ordering="avg_latency_ms")
+    def latency_ms(self, entry: LLMBackend) -> str:
+        return "" if entry.avg_latency_ms is None else f"{entry.avg_latency_ms:.0f}"
+
+    def save_model(self, request: HttpRequest, obj: LLMBackend, form: Any, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user  # type: ignore[assignment]
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Enable selected backends", permissions=["change"])
+    def enable_selected(self, request: HttpRequest, queryset: QuerySet[LLMBackend]) -> None:
+        count = services.backends_set_enabled(entries=queryset, enabled=True)
+        self.message_user(request, f"Enabled {count} backend(s).", messages.SUCCESS)
+
+    @admin.action(description="Disable selected backends", permissions=["change"])
+    def disable_selected(self, request: HttpRequest, queryset: QuerySet[LLMBackend]) -> None:
+        count = services.backends_set_enabled(entries=queryset, enabled=False)
+        self.message_user(request, f"Disabled {count} backend(s).", messages.SUCCESS)
+
+
+@admin.register(ServiceKey)
+class ServiceKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "owner", "created_at", "last_used_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix"]
+    fields = ["name", "owner", "prefix", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke_selected"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ServiceKey | None = None) -> Any:
+        # A key's owner decides what it may do; changing it later would silently re-scope it.
+        return [*self.readonly_fields, "owner"] if obj else self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: ServiceKey, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        key, raw = services.service_key_create(name=obj.name, owner=obj.owner)
+        obj.pk, obj.prefix = key.pk, key.prefix
+        self.message_user(
+            request,
+            f"Key created. Copy it now, it will not be shown again: {raw}",
+            messages.WARNING,
+        )
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
+    def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ServiceKey]) -> None:
+        count = services.service_keys_revoke(keys=queryset)
+        self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
+
+
+@admin.register(RequestSample)
+class RequestSampleAdmin(admin.ModelAdmin):
+    list_display = [
+        "started_at",
+        "model",
+        "backend_type",
+        "ok",
+        "error_kind",
+        "latency_ms",
+        "ttft_ms",
+        "tokens_per_sec",
+        "fallback",
+    ]
+    list_filter = ["ok", "backend_type", "error_kind", "fallback"]
+    search_fields = ["model", "endpoint_url"]
+    date_hierarchy = "started_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,141 @@
+"""Request and response shapes of the API."""
+
+from typing import Any
+
+from rest_framework import serializers
+
+from backends.models import BackendType, LLMBackend, RequestSample, validate_model_name
+
+
+class LLMBackendSerializer(serializers.ModelSerializer):
+    """The plan's LLMBackendCreate/LLMBackendResponse, plus the fields Athena adds."""
+
+    model_name = serializers.CharField(max_length=255, validators=[validate_model_name])
+    backend_type = serializers.ChoiceField(
+        choices=BackendType.choices,
+        error_messages={
+            "invalid_choice": "'{input}' is not a backend type; use ollama, mlx, openai or auto."
+        },
+    )
+    fallbacks = serializers.ListField(
+        child=serializers.CharField(max_length=255),
+        required=False,
+        max_length=16,
+        write_only=True,
+        help_text="Model names of other entries to try, in order, when this one fails.",
+    )
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = LLMBackend
+        fields = [
+            "id",
+            "model_name",
+            "backend_type",
+            "endpoint_url",
+            "upstream_model",
+            "enabled",
+            "priority",
+            "fallbacks",
+            "avg_tokens_per_sec",
+            "avg_latency_ms",
+            "total_requests",
+            "total_errors",
+            "max_tokens",
+            "temperature_default",
+            "timeout_seconds",
+            "description",
+            "health",
+            "health_checked_at",
+            "created_at",
+            "updated_at",
+            "created_by",
+        ]
+        read_only_fields = [
+            "avg_tokens_per_sec",
+            "avg_latency_ms",
+            "total_requests",
+            "total_errors",
+            "health",
+            "health_checked_at",
+            "created_at",
+            "updated_at",
+        ]
+        extra_kwargs = {"description": {"allow_null": True}}
+
+    def to_representation(self, instance: LLMBackend) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["fallbacks"] = [link.fallback.model_name for link in instance.fallback_links.all()]
+        data["upstream_model"] = instance.resolved_upstream_model
+        return data
+
+    def validate_description(self, value: str | None) -> str:
+        return value or ""
+
+
+class RouteTargetSerializer(serializers.Serializer):
+    entry_id = serializers.IntegerField(allow_null=True)
+    model_name = serializers.CharField()
+    backend_type = serializers.ChoiceField(choices=["ollama", "mlx", "openai"])
+    endpoint_url = serializers.CharField()
+    upstream_model = serializers.CharField()
+    timeout_seconds = serializers.IntegerField()
+    max_tokens = serializers.IntegerField()
+    temperature_default = serializers.FloatField()
+    health = serializers.ChoiceField(choices=["unknown", "healthy", "degraded", "down"])
+
+
+class RouteSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    targets = RouteTargetSerializer(many=True)
+
+
+class RouteListSerializer(serializers.Serializer):
+    routes = RouteSerializer(many=True)
+
+
+class SampleSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField()
+    entry_id = serializers.IntegerField(allow_null=True, required=False)
+    error_kind = serializers.ChoiceField(
+        choices=RequestSample.ErrorKind.choices, allow_null=True, required=False
+    )
+    latency_ms = serializers.FloatField(min_value=0)
+    ttft_ms = serializers.FloatField(min_value=0, allow_null=True, required=False)
+    tokens_per_sec = serializers.FloatField(min_value=0, allow_null=True, required=False)
+    prompt_tokens = serializers.IntegerField(min_value=0, allow_null=True, required=False)
+    completion_tokens = serializers.IntegerField(min_value=0, allow_null=True, required=False)
+
+    class Meta:
+        model = RequestSample
+        fields = [
+            "id",
+            "entry_id",
+            "model",
+            "backend_type",
+            "endpoint_url",
+            "started_at",
+            "ok",
+            "error_kind",
+            "status_code",
+            "latency_ms",
+            "ttft_ms",
+            "prompt_tokens",
+            "completion_tokens",
+            "tokens_per_sec",
+            "fallback",
+            "stream",
+        ]
+        extra_kwargs = {"status_code": {"required": False}}
+
+    def validate_error_kind(self, value: str | None) -> str:
+        return value or ""
+
+
+class SampleBatchSerializer(serializers.Serializer):
+    samples = SampleSerializer(many=True, max_length=1000, allow_empty=False)
+
+
+class IngestResultSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField()
+    duplicates = serializers.IntegerField()

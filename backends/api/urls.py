@@ -1,0 +1,17 @@
+from django.urls import path
+
+from backends.api import views
+
+# The plan's paths, without trailing slashes. <path:...> lets model names contain "/".
+urlpatterns = [
+    path("llm-backends", views.BackendListCreate.as_view(), name="backend-list"),
+    path("llm-backends/<int:pk>", views.BackendDetail.as_view(), name="backend-detail"),
+    path(
+        "llm-backends/model/<path:model_name>",
+        views.BackendByModel.as_view(),
+        name="backend-by-model",
+    ),
+    path("route/<path:model_name>", views.RouteDetail.as_view(), name="route-detail"),
+    path("routes", views.RouteList.as_view(), name="route-list"),
+    path("metrics/samples", views.SampleIngest.as_view(), name="sample-ingest"),
+]

@@ -1,0 +1,67 @@
+"""Prepare a fresh install: first admin, a service key for local processes, a demo route."""
+
+import os
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from backends.models import LLMBackend, ServiceKey
+from backends.services import backend_create, service_key_create
+
+LOCAL_KEY_NAME = "local-processes"
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the first superuser (password printed once), a local service key and a demo route."
+    )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self._first_admin()
+        self._local_service_key()
+        self._demo_route()
+
+    def _first_admin(self) -> None:
+        users = get_user_model()
+        if users.objects.filter(is_superuser=True).exists():
+            return
+        password = secrets.token_urlsafe(12)
+        users.objects.create_superuser("admin", "", password)
+        self.stdout.write(
+            self.style.WARNING(
+                f"\n  Admin user created: admin / {password}\n"
+                "  (shown once; change it in the admin)\n"
+            )
+        )
+
+    def _local_service_key(self) -> None:
+        """Give the gateway and routers on this machine a key, kept in a 0600 file."""
+        path = settings.VAR_DIR / "service.key"
+        if (
+            path.exists()
+            and ServiceKey.objects.filter(name=LOCAL_KEY_NAME, revoked_at=None).exists()
+        ):
+            return
+        _, raw = service_key_create(name=LOCAL_KEY_NAME)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(raw)
+        self.stdout.write(f"Service key for local processes written to {path}")
+
+    def _demo_route(self) -> None:
+        if LLMBackend.objects.exists():
+            return
+        backend_create(
+            fields={
+                "model_name": "tiny",
+                "backend_type": "mlx",
+                "endpoint_url": "http://127.0.0.1:11435",
+                "upstream_model": "tiny-llama",
+                "description": "Demo: a tiny random-weight model served by the local MLX server.",
+            }
+        )
+        self.stdout.write("Demo route created: model 'tiny' -> MLX server on :11435")

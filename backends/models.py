@@ -1,0 +1,206 @@
+"""The registry: which backend serves each model, and what Athena learns about it."""
+
+import re
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from backends.endpoints import UnsafeEndpoint, check_endpoint_url
+
+# Ollama tags (`phi3:mini`), hub ids (`mlx-community/Phi-3-mini-4k-instruct-4bit`) and
+# file-ish names (`llama3.1-8b_q4`). No empty path segments or `..`: clients normalise those
+# away, and the name must survive a round trip through a URL path.
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9:._-]|/(?!/))*$")
+
+
+def is_model_name(value: str) -> bool:
+    return bool(MODEL_NAME_RE.match(value)) and ".." not in value and not value.endswith("/")
+
+
+def validate_model_name(value: str) -> None:
+    if not is_model_name(value):
+        raise ValidationError(
+            "Use letters, digits and : / . - _ only, starting with a letter or digit "
+            "(no '..', '//' or trailing '/').",
+            code="invalid_model_name",
+        )
+
+
+def validate_endpoint_url(value: str) -> None:
+    try:
+        check_endpoint_url(
+            value,
+            settings.ATHENA_ALLOWED_BACKEND_NETWORKS,
+            resolve_hosts=settings.ATHENA_RESOLVE_BACKEND_HOSTS,
+        )
+    except UnsafeEndpoint as exc:
+        raise ValidationError(f"Endpoint URL {exc}.", code="unsafe_endpoint") from None
+
+
+class BackendType(models.TextChoices):
+    OLLAMA = "ollama", "Ollama"
+    MLX = "mlx", "MLX server"
+    OPENAI = "openai", "OpenAI-compatible"
+    AUTO = "auto", "Auto (MLX, then Ollama)"
+
+
+class Health(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"
+    HEALTHY = "healthy", "Healthy"
+    DEGRADED = "degraded", "Degraded"
+    DOWN = "down", "Down"
+
+
+class LLMBackend(models.Model):
+    """One model name and the backend that serves it."""
+
+    model_name = models.CharField(
+        max_length=255,
+        unique=True,
+        validators=[validate_model_name],
+        help_text="The name clients ask for, e.g. phi3:mini or phi3:mini-synthesis.",
+    )
+    backend_type = models.CharField(max_length=32, choices=BackendType.choices)
+    endpoint_url = models.CharField(max_length=500, validators=[validate_endpoint_url])
+    upstream_model = models.CharField(
+        max_length=255,
+        blank=True,
+        validators=[validate_model_name],
+        help_text="The name the backend knows the model by; empty means the same as model_name.",
+    )
+    enabled = models.BooleanField(default=True)
+    priority = models.IntegerField(default=100, help_text="Lower is preferred.")
+    fallbacks = models.ManyToManyField(
+        "self", through="FallbackLink", symmetrical=False, related_name="+", blank=True
+    )
+
+    # Performance, written by metrics ingest and the roll-ups.
+    avg_tokens_per_sec = models.FloatField(null=True, blank=True)
+    avg_latency_ms = models.FloatField(null=True, blank=True)
+    total_requests = models.IntegerField(default=0)
+    total_errors = models.IntegerField(default=0)
+
+    max_tokens = models.IntegerField(default=2048, validators=[MinValueValidator(1)])
+    temperature_default = models.FloatField(
+        default=0.7, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)]
+    )
+    timeout_seconds = models.IntegerField(
+        default=60, validators=[MinValueValidator(1), MaxValueValidator(3600)]
+    )
+
+    health = models.CharField(max_length=16, choices=Health.choices, default=Health.UNKNOWN)
+    health_checked_at = models.DateTimeField(null=True, blank=True)
+    health_error = models.CharField(max_length=500, blank=True)
+
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["model_name"]
+        verbose_name = "LLM backend"
+        indexes = [models.Index(fields=["enabled"]), models.Index(fields=["backend_type"])]
+
+    def __str__(self) -> str:
+        return self.model_name
+
+    def clean(self) -> None:
+        if not self.upstream_model:
+            self.upstream_model = self.model_name
+
+    @property
+    def resolved_upstream_model(self) -> str:
+        return self.upstream_model or self.model_name
+
+
+class FallbackLink(models.Model):
+    """One step of an entry's ordered fallback chain."""
+
+    entry = models.ForeignKey(LLMBackend, on_delete=models.CASCADE, related_name="fallback_links")
+    fallback = models.ForeignKey(LLMBackend, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(fields=["entry", "fallback"], name="fallback_once_per_chain"),
+            models.UniqueConstraint(fields=["entry", "position"], name="fallback_position_unique"),
+            models.CheckConstraint(
+                condition=~models.Q(entry=models.F("fallback")), name="fallback_not_self"
+            ),
+        ]
+
+
+class ServiceKey(models.Model):
+    """An API key for a machine client; only its hash is stored.
+
+    A key without an owner is a service key: it may read routes and report metrics.
+    A key with an owner acts as that user, with that user's permissions.
+    """
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="api_keys",
+        help_text="Leave empty for a service key (routes and metrics only).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class RequestSample(models.Model):
+    """One routed call's outcome, as a router reported it."""
+
+    class ErrorKind(models.TextChoices):
+        CONNECT = "connect"
+        TIMEOUT = "timeout"
+        HTTP_4XX = "http_4xx"
+        HTTP_5XX = "http_5xx"
+        PROTOCOL = "protocol"
+        CANCELLED = "cancelled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    entry = models.ForeignKey(LLMBackend, null=True, on_delete=models.SET_NULL, related_name="+")
+    model = models.CharField(max_length=255)
+    backend_type = models.CharField(max_length=32)
+    endpoint_url = models.CharField(max_length=500)
+    started_at = models.DateTimeField()
+    ok = models.BooleanField()
+    error_kind = models.CharField(max_length=16, choices=ErrorKind.choices, blank=True)
+    status_code = models.IntegerField(null=True)
+    latency_ms = models.FloatField()
+    ttft_ms = models.FloatField(null=True)
+    prompt_tokens = models.IntegerField(null=True)
+    completion_tokens = models.IntegerField(null=True)
+    tokens_per_sec = models.FloatField(null=True)
+    fallback = models.BooleanField(default=False)
+    stream = models.BooleanField(default=False)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["entry", "started_at"]),
+            models.Index(fields=["started_at"]),
+        ]

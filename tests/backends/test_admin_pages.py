@@ -1,0 +1,177 @@
+"""The operator's admin: pages render, bulk actions work, viewers can only look."""
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from backends.models import FallbackLink, LLMBackend, ServiceKey
+
+
+def signed_in(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_changelist_shows_the_registry_columns(operator: Any, make_entry: Any) -> None:
+    make_entry("phi3:mini-classify", upstream_model="phi3:mini")
+    page = signed_in(operator).get("/admin/backends/llmbackend/")
+    assert page.status_code == 200
+    html = page.content.decode().lower()
+    for text in [
+        "phi3:mini-classify",
+        "phi3:mini",
+        "http://127.0.0.1:11434",
+        "tok/s",
+        "latency ms",
+        "health",
+        'name="viewport"',
+        "upstream model",
+    ]:
+        assert text in html
+    search = signed_in(operator).get("/admin/backends/llmbackend/?q=classify&backend_type=ollama")
+    assert "phi3:mini-classify" in search.content.decode()
+
+
+def test_operator_adds_an_entry_and_becomes_its_creator(operator: Any) -> None:
+    response = signed_in(operator).post(
+        "/admin/backends/llmbackend/add/",
+        {
+            "model_name": "phi3:mini",
+            "backend_type": "ollama",
+            "endpoint_url": "http://127.0.0.1:11434",
+            "upstream_model": "",
+            "enabled": "on",
+            "priority": 100,
+            "max_tokens": 2048,
+            "temperature_default": 0.7,
+            "timeout_seconds": 60,
+            "description": "",
+            "fallback_links-TOTAL_FORMS": 0,
+            "fallback_links-INITIAL_FORMS": 0,
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    entry = LLMBackend.objects.get()
+    assert (entry.created_by, entry.upstream_model) == (operator, "phi3:mini")
+
+
+def test_the_admin_form_shows_validation_messages(operator: Any) -> None:
+    response = signed_in(operator).post(
+        "/admin/backends/llmbackend/add/",
+        {
+            "model_name": "phi3:mini",
+            "backend_type": "ollama",
+            "endpoint_url": "http://169.254.169.254",
+            "priority": 100,
+            "max_tokens": 0,
+            "temperature_default": 0.7,
+            "timeout_seconds": 60,
+            "fallback_links-TOTAL_FORMS": 0,
+            "fallback_links-INITIAL_FORMS": 0,
+        },
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "never allowed" in html
+    assert "greater than or equal to 1" in html
+    assert not LLMBackend.objects.exists()
+
+
+def test_the_admin_refuses_a_fallback_cycle(operator: Any, make_entry: Any) -> None:
+    a = make_entry("a")
+    make_entry("b", fallbacks=["a"])
+    b = LLMBackend.objects.get(model_name="b")
+    response = signed_in(operator).post(
+        f"/admin/backends/llmbackend/{a.pk}/change/",
+        {
+            "model_name": "a",
+            "backend_type": "ollama",
+            "endpoint_url": "http://127.0.0.1:11434",
+            "upstream_model": "a",
+            "enabled": "on",
+            "priority": 100,
+            "max_tokens": 2048,
+            "temperature_default": 0.7,
+            "timeout_seconds": 60,
+            "description": "",
+            "fallback_links-TOTAL_FORMS": 1,
+            "fallback_links-INITIAL_FORMS": 0,
+            "fallback_links-0-fallback": b.pk,
+            "fallback_links-0-position": 0,
+        },
+    )
+    assert response.status_code == 200
+    assert "cycle" in response.content.decode()
+    assert not FallbackLink.objects.filter(entry=a).exists()
+
+
+@pytest.mark.parametrize(
+    ("action", "enabled"), [("disable_selected", False), ("enable_selected", True)]
+)
+def test_bulk_enable_and_disable(
+    operator: Any, make_entry: Any, action: str, enabled: bool
+) -> None:
+    entries = [make_entry(n, enabled=not enabled) for n in ("a", "b")]
+    response = signed_in(operator).post(
+        "/admin/backends/llmbackend/",
+        {
+            "action": action,
+            "_selected_action": [e.pk for e in entries],
+        },
+    )
+    assert response.status_code == 302
+    assert set(LLMBackend.objects.values_list("enabled", flat=True)) == {enabled}
+
+
+def test_operator_deletes_an_entry(operator: Any, make_entry: Any) -> None:
+    entry = make_entry("a")
+    response = signed_in(operator).post(
+        f"/admin/backends/llmbackend/{entry.pk}/delete/", {"post": "yes"}
+    )
+    assert response.status_code == 302
+    assert not LLMBackend.objects.exists()
+
+
+def test_viewer_sees_but_cannot_change(viewer: Any, make_entry: Any) -> None:
+    entry = make_entry("a")
+    client = signed_in(viewer)
+    assert client.get("/admin/backends/llmbackend/").status_code == 200
+    assert client.get(f"/admin/backends/llmbackend/{entry.pk}/change/").status_code == 200
+    assert client.get("/admin/backends/llmbackend/add/").status_code == 403
+    assert (
+        client.post(f"/admin/backends/llmbackend/{entry.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
+    response = client.post(
+        "/admin/backends/llmbackend/",
+        {"action": "disable_selected", "_selected_action": [entry.pk]},
+    )
+    entry.refresh_from_db()
+    assert entry.enabled is True
+    assert response.status_code in (200, 302)
+
+
+def test_stranger_is_refused_the_registry(stranger: Any, make_entry: Any) -> None:
+    make_entry("a")
+    assert signed_in(stranger).get("/admin/backends/llmbackend/").status_code == 403
+
+
+def test_a_key_made_in_the_admin_is_shown_once_and_works(superuser: Any, api: Any) -> None:
+    client = signed_in(superuser)
+    response = client.post("/admin/backends/servicekey/add/", {"name": "gateway"}, follow=True)
+    html = response.content.decode()
+    assert "Copy it now" in html
+    raw = html.split("will not be shown again: ")[1].split("<")[0].strip()
+    assert api.get("/api/routes", HTTP_X_API_KEY=raw).status_code == 200
+    key = ServiceKey.objects.get(name="gateway")
+    assert raw not in client.get(f"/admin/backends/servicekey/{key.pk}/change/").content.decode()
+    client.post(
+        "/admin/backends/servicekey/", {"action": "revoke_selected", "_selected_action": [key.pk]}
+    )
+    assert api.get("/api/routes", HTTP_X_API_KEY=raw).status_code == 401
+
+
+def test_operators_cannot_manage_keys(operator: Any) -> None:
+    assert signed_in(operator).get("/admin/backends/servicekey/").status_code == 403
