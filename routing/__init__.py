@@ -1,0 +1,107 @@
+"""Athena's LLM router: per-model routing to Ollama, MLX and OpenAI-compatible backends.
+
+    from routing import get_llm_router
+
+    router = get_llm_router()
+    result = await router.generate(model="phi3:mini", prompt="Hello", temperature=0.7)
+    async for text in router.stream(model="phi3:mini", prompt="Hello"):
+        print(text, end="")
+
+Framework-free: httpx and the standard library (PyYAML for YAML routes files).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from routing._exceptions import (
+    AllTargetsFailed,
+    InvalidRequest,
+    ModelNotConfigured,
+    RouteLookupError,
+    RouterClosed,
+    RoutingError,
+    StreamInterrupted,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
+from routing._types import (
+    Finish,
+    GenerateResult,
+    GenerationRequest,
+    Route,
+    StreamEvent,
+    Target,
+    TextDelta,
+)
+
+if TYPE_CHECKING:
+    from routing._backends import (
+        Backend,
+        ProbeResult,
+        backend_class,
+        backend_kinds,
+        register_backend,
+    )
+    from routing._router import LLMRouter, ResponseStream, get_llm_router
+
+__all__ = [
+    "AllTargetsFailed",
+    "Backend",
+    "Finish",
+    "GenerateResult",
+    "GenerationRequest",
+    "InvalidRequest",
+    "LLMRouter",
+    "ModelNotConfigured",
+    "ProbeResult",
+    "ResponseStream",
+    "Route",
+    "RouteLookupError",
+    "RouterClosed",
+    "RoutingError",
+    "StreamEvent",
+    "StreamInterrupted",
+    "Target",
+    "TextDelta",
+    "UpstreamConnectError",
+    "UpstreamError",
+    "UpstreamProtocolError",
+    "UpstreamStatusError",
+    "UpstreamTimeout",
+    "backend_class",
+    "backend_kinds",
+    "get_llm_router",
+    "register_backend",
+]
+
+# Why lazy: httpx alone takes ~150 ms to import. Names that need it load on first access,
+# so `import routing` (and catching its exceptions) stays cheap for services that only
+# sometimes call a model.
+_LAZY = {
+    "LLMRouter": "routing._router",
+    "ResponseStream": "routing._router",
+    "get_llm_router": "routing._router",
+    "Backend": "routing._backends",
+    "ProbeResult": "routing._backends",
+    "backend_class": "routing._backends",
+    "backend_kinds": "routing._backends",
+    "register_backend": "routing._backends",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'routing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,128 @@
+"""The interface every backend kind implements, and the httpx-to-routing error mapping."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httpx
+
+from routing._exceptions import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
+from routing._types import GenerationRequest, StreamEvent, Target
+
+__all__ = ["Backend", "ProbeResult", "http_errors", "raise_for_status"]
+
+_MAX_ERROR_BODY = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One health probe of an endpoint: reachable or not, and the models it lists."""
+
+    ok: bool
+    latency_ms: float
+    models: tuple[str, ...] = ()
+    error: str | None = None
+    error_kind: str | None = None
+    # Models in memory, where the backend says (Ollama GET /api/ps, mlx_server /health
+    # ``models_loaded``); None when it does not, which is not the same as "none loaded".
+    loaded: tuple[str, ...] | None = None
+    status_code: int | None = None
+
+
+class Backend(ABC):
+    """A backend kind: renders a GenerationRequest in its wire format, parses the answer.
+
+    ``events()`` yields zero or more TextDelta and then exactly one Finish, for streamed and
+    non-streamed requests alike, so a gateway can re-render any backend in any protocol.
+    It raises only UpstreamError subclasses. Subclasses set ``kind`` and register themselves
+    with ``routing.register_backend``.
+    """
+
+    kind: ClassVar[str]
+    protocol: ClassVar[str]
+
+    def __init__(self, client: httpx.AsyncClient, *, connect_timeout: float = 5.0) -> None:
+        self._client = client
+        self._connect_timeout = connect_timeout
+        self._timeouts: dict[float, httpx.Timeout] = {}
+
+    @abstractmethod
+    def events(
+        self, target: Target, request: GenerationRequest
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Send the request to the target and yield its normalized events."""
+
+    @abstractmethod
+    async def probe(self, endpoint_url: str, *, timeout: float = 5.0) -> ProbeResult:
+        """Check that the endpoint answers, cheaply (no generation)."""
+
+    def timeout_for(self, target: Target) -> httpx.Timeout:
+        """Return the target's timeout: ``timeout_seconds`` between bytes, a short connect."""
+        t = self._timeouts.get(target.timeout_seconds)
+        if t is None:
+            secs = target.timeout_seconds
+            t = httpx.Timeout(secs, connect=min(self._connect_timeout, secs))
+            self._timeouts[secs] = t
+        return t
+
+    def parse_json(self, raw: bytes | str, target: Target) -> Any:
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            snippet = raw[:80] if isinstance(raw, str) else raw[:80].decode("utf-8", "replace")
+            raise UpstreamProtocolError(
+                f"malformed JSON from backend: {snippet!r}", target=target
+            ) from exc
+
+
+@contextmanager
+def http_errors(target: Target | None) -> Iterator[None]:
+    """Turn httpx's exceptions into routing's; nothing from httpx leaves the package."""
+    try:
+        yield
+    except UpstreamError:
+        raise
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout(f"timed out ({type(exc).__name__})", target=target) from exc
+    except httpx.ConnectError as exc:
+        raise UpstreamConnectError(f"cannot connect: {exc}", target=target) from exc
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.DecodingError) as exc:
+        raise UpstreamProtocolError(f"answer cut short: {exc}", target=target) from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamConnectError(f"{type(exc).__name__}: {exc}", target=target) from exc
+
+
+def error_message(body: bytes) -> str:
+    """Extract the backend's own error text: Ollama ``{"error": str}``, OpenAI ``{"error": {"message"}}``."""
+    text = body[:_MAX_ERROR_BODY].decode("utf-8", "replace")
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return text.strip() or "(empty body)"
+    if isinstance(obj, dict):
+        err = obj.get("error", obj.get("detail"))
+        if isinstance(err, dict):
+            err = err.get("message", err)
+        if err is not None:
+            return str(err)
+    return text
+
+
+async def raise_for_status(response: httpx.Response, target: Target) -> None:
+    """Raise UpstreamStatusError with the backend's message for any status >= 400."""
+    if response.status_code < 400:
+        return
+    with http_errors(target):
+        body = await response.aread()
+    raise UpstreamStatusError(response.status_code, error_message(body), target=target)

@@ -1,0 +1,140 @@
+"""Every exception routing raises, in one place.
+
+    RoutingError
+    ├── InvalidRequest          the caller's arguments are wrong (also a ValueError)
+    ├── ModelNotConfigured      no route exists for the model (also a LookupError)
+    ├── RouteLookupError        the admin refused the look-up and no route is cached
+    ├── RouterClosed            the router was used after aclose()
+    ├── UpstreamError           one target failed; ``error_kind`` names how
+    │   ├── UpstreamConnectError    refused, unreachable, DNS       (falls back)
+    │   ├── UpstreamTimeout         connect/read/write/pool timeout (falls back)
+    │   ├── UpstreamProtocolError   malformed body, stream cut, no final chunk (falls back)
+    │   └── UpstreamStatusError     an HTTP error status; 429 and 5xx fall back, any other
+    │                               4xx is the caller's error and is raised at once
+    ├── AllTargetsFailed        every target of the chain failed or was skipped
+    └── StreamInterrupted       a stream failed after content was already yielded
+
+httpx's exceptions never leave the package: backends map them to ``UpstreamError``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from routing._types import Target
+
+__all__ = [
+    "AllTargetsFailed",
+    "InvalidRequest",
+    "ModelNotConfigured",
+    "RouteLookupError",
+    "RouterClosed",
+    "RoutingError",
+    "StreamInterrupted",
+    "UpstreamConnectError",
+    "UpstreamError",
+    "UpstreamProtocolError",
+    "UpstreamStatusError",
+    "UpstreamTimeout",
+]
+
+
+class RoutingError(Exception):
+    """Base class of every error raised by routing."""
+
+
+class InvalidRequest(RoutingError, ValueError):
+    """The caller passed an argument routing cannot send."""
+
+
+class ModelNotConfigured(RoutingError, LookupError):
+    """No route exists for the model."""
+
+    def __init__(self, model: str, detail: str | None = None) -> None:
+        self.model = model
+        super().__init__(detail or f"No backend configured for model '{model}'")
+
+
+class RouteLookupError(RoutingError):
+    """The admin answered the route look-up with an error and nothing is cached."""
+
+
+class RouterClosed(RoutingError):
+    """The router was used after aclose()."""
+
+
+class UpstreamError(RoutingError):
+    """One target failed. ``retryable`` says whether the next target may be tried."""
+
+    error_kind: str = "protocol"
+    retryable: bool = True
+
+    def __init__(self, message: str, *, target: Target | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.target = target
+        self.status_code: int | None = None
+
+    def __str__(self) -> str:
+        if self.target is None:
+            return self.message
+        t = self.target
+        return f"{t.backend_type} {t.endpoint_url} ({t.upstream_model}): {self.message}"
+
+
+class UpstreamConnectError(UpstreamError):
+    """The target could not be reached."""
+
+    error_kind = "connect"
+
+
+class UpstreamTimeout(UpstreamError):
+    """The target did not answer within its timeout."""
+
+    error_kind = "timeout"
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The target answered something that is not its protocol, or cut its answer short."""
+
+    error_kind = "protocol"
+
+
+class UpstreamStatusError(UpstreamError):
+    """The target answered an HTTP error status; ``message`` is the backend's own text."""
+
+    def __init__(self, status_code: int, message: str, *, target: Target | None = None) -> None:
+        super().__init__(f"HTTP {status_code}: {message}", target=target)
+        self.status_code = status_code
+        self.backend_message = message
+        # Why: 429 and 5xx describe the server's state, another target may succeed; any
+        # other 4xx describes the request, which every target would reject alike.
+        self.retryable = status_code == 429 or status_code >= 500
+        self.error_kind = "http_5xx" if status_code >= 500 else "http_4xx"
+
+
+class AllTargetsFailed(RoutingError):
+    """Every target of the model's chain failed; ``failures`` says why, target by target."""
+
+    def __init__(self, model: str, failures: list[tuple[Target, str]]) -> None:
+        self.model = model
+        self.failures = failures
+        lines = [
+            f"  {i}. {t.backend_type} {t.endpoint_url} ({t.upstream_model}): {why}"
+            for i, (t, why) in enumerate(failures, 1)
+        ]
+        super().__init__(
+            f"all {len(failures)} targets failed for model '{model}':\n" + "\n".join(lines)
+        )
+
+
+class StreamInterrupted(RoutingError):
+    """A stream failed after content was yielded; it cannot fall back without repeating text."""
+
+    def __init__(self, cause: UpstreamError, chars_sent: int) -> None:
+        self.cause = cause
+        self.chars_sent = chars_sent
+        super().__init__(
+            f"stream interrupted after {chars_sent} characters, no fallback possible: {cause}"
+        )

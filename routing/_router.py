@@ -1,0 +1,568 @@
+"""LLMRouter: resolve a model to its chain of targets and serve the call from the first that works."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from routing._backends import Backend, backend_class
+from routing._breaker import BreakerBoard
+from routing._exceptions import (
+    AllTargetsFailed,
+    RouterClosed,
+    StreamInterrupted,
+    UpstreamError,
+    UpstreamProtocolError,
+)
+from routing._metrics import SampleShipper
+from routing._routes import RouteTable, load_routes_file
+from routing._types import (
+    Finish,
+    GenerateResult,
+    GenerationRequest,
+    Route,
+    StreamEvent,
+    Target,
+    TextDelta,
+)
+
+__all__ = ["LLMRouter", "ResponseStream", "get_llm_router"]
+
+logger = logging.getLogger("routing")
+
+DEFAULT_ADMIN_URL = "http://localhost:8080"
+DEFAULT_OLLAMA_URL = "http://localhost:11434"
+
+
+class LLMRouter:
+    """Routes LLM calls to the backends configured per model, with fallback and metrics.
+
+    One router holds one pooled HTTP client; share it between tasks and close it with
+    ``aclose()`` (or ``async with``). Everything is configured here; only
+    ``get_llm_router()`` reads the environment.
+    """
+
+    def __init__(
+        self,
+        admin_url: str | None = DEFAULT_ADMIN_URL,
+        *,
+        service_key: str | None = None,
+        routes_file: str | Path | None = None,
+        cache_ttl: float = 60.0,
+        admin_timeout: float = 2.0,
+        default_ollama_url: str = DEFAULT_OLLAMA_URL,
+        use_default_route: bool = True,
+        connect_timeout: float = 5.0,
+        max_connections: int = 200,
+        max_keepalive_connections: int = 64,
+        keepalive_expiry: float = 30.0,
+        breaker_threshold: int = 3,
+        breaker_cooldown: float = 2.0,
+        breaker_max_cooldown: float = 60.0,
+        metrics: bool = True,
+        metrics_buffer: int = 10_000,
+        metrics_batch: int = 500,
+        metrics_interval: float = 1.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_keepalive_connections,
+                keepalive_expiry=keepalive_expiry,
+            ),
+            # Every call passes its own timeout; this only guards a call that forgot.
+            timeout=httpx.Timeout(60.0, connect=connect_timeout),
+            # Why: backends are on the LAN; a proxy from the environment would break them.
+            trust_env=False,
+            transport=transport,
+        )
+        file_routes = (
+            load_routes_file(routes_file, default_ollama_url=default_ollama_url)
+            if routes_file
+            else {}
+        )
+        self._routes = RouteTable(
+            client=self._client,
+            admin_url=admin_url,
+            service_key=service_key,
+            ttl=cache_ttl,
+            admin_timeout=admin_timeout,
+            file_routes=file_routes,
+            default_ollama_url=default_ollama_url,
+            use_default_route=use_default_route,
+        )
+        self._breakers = BreakerBoard(
+            threshold=breaker_threshold,
+            base_cooldown=breaker_cooldown,
+            max_cooldown=breaker_max_cooldown,
+        )
+        self._connect_timeout = connect_timeout
+        self._backends: dict[str, Backend] = {}
+        self._metrics = SampleShipper(
+            client=self._client,
+            admin_url=admin_url if metrics else None,
+            service_key=service_key,
+            max_buffer=metrics_buffer,
+            batch_size=metrics_batch,
+            interval=metrics_interval,
+        )
+        self._closed = False
+
+    # -- public calls ----------------------------------------------------------------------
+
+    async def generate(
+        self,
+        model: str,
+        prompt: str,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        *,
+        system: str | None = None,
+        top_p: float | None = None,
+        stop: str | Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> GenerateResult:
+        """Complete a prompt; return the text with where and how fast it was served."""
+        request = GenerationRequest.build(
+            model=model,
+            prompt=prompt,
+            system=system,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+        )
+        return await self._collect(request)
+
+    async def chat(
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        *,
+        system: str | None = None,
+        top_p: float | None = None,
+        stop: str | Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> GenerateResult:
+        """Answer a conversation; the result's ``message`` is the assistant's reply."""
+        request = GenerationRequest.build(
+            model=model,
+            messages=messages,
+            system=system,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+        )
+        return await self._collect(request)
+
+    def stream(
+        self,
+        model: str,
+        prompt: str,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        *,
+        system: str | None = None,
+        top_p: float | None = None,
+        stop: str | Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> ResponseStream:
+        """Complete a prompt, yielding text as it arrives; ``.result`` holds the stats after."""
+        request = GenerationRequest.build(
+            model=model,
+            prompt=prompt,
+            system=system,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+            stream=True,
+        )
+        return ResponseStream(self.events(request), chat=False)
+
+    def stream_chat(
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        *,
+        system: str | None = None,
+        top_p: float | None = None,
+        stop: str | Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> ResponseStream:
+        """Answer a conversation, yielding text as it arrives; ``.result`` holds the stats after."""
+        request = GenerationRequest.build(
+            model=model,
+            messages=messages,
+            system=system,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+            stream=True,
+        )
+        return ResponseStream(self.events(request), chat=True)
+
+    async def route(self, model: str) -> Route:
+        """Return the model's current chain of targets (cached)."""
+        self._check_open()
+        return await self._routes.get(model)
+
+    async def routes(self) -> list[Route]:
+        """List every configured route: the routes file's, then the admin's."""
+        self._check_open()
+        return await self._routes.fetch_all()
+
+    def backend(self, kind: str) -> Backend | None:
+        """Return this router's instance of a backend kind (sharing its client), or None."""
+        backend = self._backends.get(kind)
+        if backend is None:
+            cls = backend_class(kind)
+            if cls is None:
+                return None
+            backend = self._backends[kind] = cls(
+                self._client, connect_timeout=self._connect_timeout
+            )
+        return backend
+
+    async def flush_metrics(self) -> bool:
+        """Send buffered samples now; return False if the admin could not take them."""
+        return await self._metrics.flush()
+
+    @property
+    def metrics_dropped(self) -> int:
+        """Samples lost because the buffer was full or the admin rejected them."""
+        return self._metrics.dropped
+
+    @property
+    def admin_lookups(self) -> int:
+        """Route look-ups sent to the admin so far."""
+        return self._routes.admin_lookups
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def aclose(self) -> None:
+        """Flush metrics (bounded) and close the connection pool."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._metrics.aclose()
+        await self._client.aclose()
+
+    async def __aenter__(self) -> LLMRouter:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- the routing loop ------------------------------------------------------------------
+
+    async def events(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+        """Serve a request: yield TextDelta events, then one Finish with the routing stats.
+
+        Targets are tried in order. A target fails over to the next on a connection error,
+        timeout, 429, 5xx or broken protocol, but only while no text has been yielded; any
+        other 4xx is raised at once. Targets marked ``down`` are skipped unless all are;
+        targets with an open circuit are skipped, except the last one.
+        """
+        self._check_open()
+        route = await self._routes.get(request.model)
+        targets = route.targets
+        if any(t.health != "down" for t in targets):
+            targets = tuple(t for t in targets if t.health != "down")
+        primary = route.targets[0] if route.targets else None
+        failures: list[tuple[Target, str]] = []
+        last = len(targets) - 1
+        for i, target in enumerate(targets):
+            backend = self.backend(target.backend_type)
+            if backend is None:
+                failures.append((target, f"unknown backend type '{target.backend_type}'"))
+                continue
+            breaker = self._breakers.get(target.key)
+            if not breaker.allow() and i < last:
+                failures.append((target, "skipped: circuit open after repeated failures"))
+                continue
+            fallback = target is not primary
+            started_wall = time.time()
+            started = time.perf_counter()
+            ttft: float | None = None
+            chars = 0
+            finish: Finish | None = None
+            upstream = backend.events(target, request)
+            try:
+                async for event in upstream:
+                    if type(event) is TextDelta:
+                        if ttft is None:
+                            ttft = time.perf_counter() - started
+                        chars += len(event.text)
+                        yield event
+                    else:
+                        finish = event  # type: ignore[assignment]
+                if finish is None:
+                    raise UpstreamProtocolError("answer ended without final stats", target=target)
+            except UpstreamError as exc:
+                if exc.status_code == 429:
+                    breaker.record_neutral()
+                elif exc.retryable:
+                    breaker.record_failure()
+                else:
+                    breaker.record_success()  # a 4xx proves the target alive
+                self._sample(
+                    request,
+                    target,
+                    started_wall,
+                    started,
+                    ttft,
+                    None,
+                    fallback,
+                    exc.error_kind,
+                    exc.status_code,
+                )
+                if chars:
+                    raise StreamInterrupted(exc, chars) from exc
+                if not exc.retryable:
+                    raise
+                logger.info(
+                    "routing: %s failed for '%s', trying the next target: %s",
+                    target.backend_type,
+                    request.model,
+                    exc,
+                )
+                failures.append((target, exc.message))
+                continue
+            except (asyncio.CancelledError, GeneratorExit):
+                breaker.record_neutral()
+                self._sample(
+                    request, target, started_wall, started, ttft, None, fallback, "cancelled", None
+                )
+                raise
+            finally:
+                await upstream.aclose()
+            breaker.record_success()
+            yield self._finish(request, target, finish, started_wall, started, ttft, fallback)
+            return
+        raise AllTargetsFailed(request.model, failures)
+
+    def _finish(
+        self,
+        request: GenerationRequest,
+        target: Target,
+        finish: Finish,
+        started_wall: float,
+        started: float,
+        ttft: float | None,
+        fallback: bool,
+    ) -> Finish:
+        latency = time.perf_counter() - started
+        ttft_ms: float | None
+        if request.stream:
+            ttft_ms = None if ttft is None else ttft * 1000
+        elif finish.prompt_eval_duration_ns is not None:
+            # Not streamed: the best figure is the upstream's own (load + prompt evaluation).
+            ttft_ms = ((finish.load_duration_ns or 0) + finish.prompt_eval_duration_ns) / 1e6
+        else:
+            ttft_ms = None
+        tokens = finish.completion_tokens
+        tps: float | None = None
+        if tokens:
+            if finish.eval_duration_ns:
+                tps = tokens * 1e9 / finish.eval_duration_ns
+            else:
+                gen_time = latency - (ttft or 0.0) if request.stream else latency
+                tps = tokens / gen_time if gen_time > 0 else None
+        done = replace(
+            finish,
+            model=request.model,
+            backend_type=target.backend_type,
+            endpoint_url=target.endpoint_url,
+            upstream_model=target.upstream_model,
+            entry_id=target.entry_id,
+            fallback=fallback,
+            latency_ms=latency * 1000,
+            ttft_ms=ttft_ms,
+            tokens_per_sec=tps,
+        )
+        self._sample(request, target, started_wall, started, ttft, done, fallback, None, 200)
+        return done
+
+    def _sample(
+        self,
+        request: GenerationRequest,
+        target: Target,
+        started_wall: float,
+        started: float,
+        ttft: float | None,
+        finish: Finish | None,
+        fallback: bool,
+        error_kind: str | None,
+        status_code: int | None,
+    ) -> None:
+        if not self._metrics.enabled:
+            return
+        self._metrics.record(
+            {
+                "entry_id": target.entry_id,
+                "model": request.model,
+                "backend_type": target.backend_type,
+                "endpoint_url": target.endpoint_url,
+                "started_at": started_wall,  # formatted when batched, off the request path
+                "ok": error_kind is None,
+                "error_kind": error_kind,
+                "status_code": status_code,
+                "latency_ms": finish.latency_ms
+                if finish
+                else (time.perf_counter() - started) * 1000,
+                "ttft_ms": finish.ttft_ms if finish else (None if ttft is None else ttft * 1000),
+                "prompt_tokens": finish.prompt_tokens if finish else None,
+                "completion_tokens": finish.completion_tokens if finish else None,
+                "tokens_per_sec": finish.tokens_per_sec if finish else None,
+                "fallback": fallback,
+                "stream": request.stream,
+            }
+        )
+
+    async def _collect(self, request: GenerationRequest) -> GenerateResult:
+        parts: list[str] = []
+        finish: Finish | None = None
+        async for event in self.events(request):
+            if type(event) is TextDelta:
+                parts.append(event.text)
+            else:
+                finish = event  # type: ignore[assignment]
+        assert finish is not None
+        return build_result(finish, "".join(parts))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RouterClosed("this LLMRouter was closed")
+
+
+def build_result(finish: Finish, text: str) -> GenerateResult:
+    """Render a finished call as the plan's result dict (plus routing stats)."""
+    return {
+        "response": text,
+        "model": finish.model,
+        "backend": finish.backend_type,
+        "done": True,
+        "done_reason": finish.finish_reason,
+        "total_duration": finish.total_duration_ns
+        if finish.total_duration_ns is not None
+        else int(finish.latency_ms * 1e6),
+        "eval_count": finish.completion_tokens,
+        "prompt_eval_count": finish.prompt_tokens,
+        "prompt_tokens": finish.prompt_tokens,
+        "completion_tokens": finish.completion_tokens,
+        "latency_ms": finish.latency_ms,
+        "ttft_ms": finish.ttft_ms,
+        "tokens_per_sec": finish.tokens_per_sec,
+        "endpoint_url": finish.endpoint_url,
+        "upstream_model": finish.upstream_model or "",
+        "entry_id": finish.entry_id,
+        "fallback": finish.fallback,
+        "message": {"role": "assistant", "content": text},
+    }
+
+
+class ResponseStream:
+    """An answer being streamed: ``async for text in stream`` yields text as it arrives.
+
+    When the loop ends, ``result`` holds the same dict generate() returns. ``events()``
+    gives the typed events instead (TextDelta..., Finish) for re-rendering in a protocol.
+    Use ``async with`` (or ``aclose()``) to close the upstream stream when stopping early.
+    """
+
+    def __init__(self, events: AsyncIterator[StreamEvent], *, chat: bool) -> None:
+        self._events = events
+        self._parts: list[str] = []
+        self.chat = chat
+        self.result: GenerateResult | None = None
+        self.finish: Finish | None = None
+
+    def __aiter__(self) -> ResponseStream:
+        return self
+
+    async def __anext__(self) -> str:
+        while True:
+            event = await self._events.__anext__()
+            if type(event) is TextDelta:
+                self._parts.append(event.text)
+                return event.text
+            self.finish = event  # type: ignore[assignment]
+            self.result = build_result(event, "".join(self._parts))  # type: ignore[arg-type]
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        """Yield the typed events: TextDelta..., then Finish."""
+        async for event in self._events:
+            if type(event) is TextDelta:
+                self._parts.append(event.text)
+            else:
+                self.finish = event  # type: ignore[assignment]
+                self.result = build_result(event, "".join(self._parts))  # type: ignore[arg-type]
+            yield event
+
+    async def aclose(self) -> None:
+        """Stop the stream and close its upstream connection."""
+        await self._events.aclose()  # type: ignore[attr-defined]
+
+    async def __aenter__(self) -> ResponseStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+_router: LLMRouter | None = None
+
+
+def get_llm_router() -> LLMRouter:
+    """Return the process-wide router, configured from the environment.
+
+    ``ADMIN_API_URL`` (default http://localhost:8080; empty for none), ``ATHENA_SERVICE_KEY``,
+    ``ATHENA_ROUTES_FILE`` (when set and ADMIN_API_URL is not, no admin is used) and
+    ``ATHENA_DEFAULT_OLLAMA_URL`` (default http://localhost:11434).
+    """
+    global _router
+    if _router is None or _router.closed:
+        env = os.environ
+        routes_file = env.get("ATHENA_ROUTES_FILE") or None
+        admin_url = env.get("ADMIN_API_URL")
+        if admin_url is None:
+            admin_url = None if routes_file else DEFAULT_ADMIN_URL
+        _router = LLMRouter(
+            admin_url or None,
+            service_key=env.get("ATHENA_SERVICE_KEY") or None,
+            routes_file=routes_file,
+            default_ollama_url=env.get("ATHENA_DEFAULT_OLLAMA_URL") or DEFAULT_OLLAMA_URL,
+        )
+    return _router

@@ -1,0 +1,109 @@
+"""Real servers on 127.0.0.1, started once per session; their knobs are reset before each test."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from routing import LLMRouter
+from tests.upstreams import (
+    AdminStandIn,
+    Behavior,
+    admin_app,
+    ollama_app,
+    openai_app,
+    serve_in_thread,
+)
+
+
+@pytest.fixture(scope="session")
+def ollama_behavior() -> Behavior:
+    return Behavior()
+
+
+@pytest.fixture(scope="session")
+def openai_behavior() -> Behavior:
+    return Behavior()
+
+
+@pytest.fixture(scope="session")
+def admin_state() -> AdminStandIn:
+    return AdminStandIn()
+
+
+@pytest.fixture(scope="session")
+def ollama_url(ollama_behavior: Behavior) -> Iterator[str]:
+    with serve_in_thread(ollama_app(ollama_behavior)) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def openai_url(openai_behavior: Behavior) -> Iterator[str]:
+    with serve_in_thread(openai_app(openai_behavior)) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def admin_url(admin_state: AdminStandIn) -> Iterator[str]:
+    app, _ = admin_app(admin_state)
+    with serve_in_thread(app) as server:
+        yield server.url
+
+
+@pytest.fixture(autouse=True)
+def _reset(ollama_behavior: Behavior, openai_behavior: Behavior, admin_state: AdminStandIn) -> None:
+    ollama_behavior.reset()
+    openai_behavior.reset()
+    admin_state.routes.clear()
+    admin_state.lookups.clear()
+    admin_state.samples.clear()
+    admin_state.sample_posts = 0
+    admin_state.status = None
+    admin_state.delay = 0.0
+    admin_state.service_key = None
+
+
+@pytest.fixture
+def dead_url() -> str:
+    """A URL nothing listens on: connections are refused."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return f"http://127.0.0.1:{port}"
+
+
+def target(kind: str, url: str, upstream: str, **extra: Any) -> dict[str, Any]:
+    """One element of a route's ``targets``, as the admin sends it."""
+    return {
+        "entry_id": extra.pop("entry_id", 1),
+        "model_name": extra.pop("model_name", "alias"),
+        "backend_type": kind,
+        "endpoint_url": url,
+        "upstream_model": upstream,
+        "timeout_seconds": extra.pop("timeout_seconds", 5),
+        "max_tokens": extra.pop("max_tokens", 2048),
+        "temperature_default": extra.pop("temperature_default", 0.7),
+        "health": extra.pop("health", "unknown"),
+        **extra,
+    }
+
+
+@pytest.fixture
+async def make_router(admin_url: str) -> AsyncIterator[Callable[..., LLMRouter]]:
+    """Build routers (closed after the test); defaults to the stand-in admin, fast breakers."""
+    routers: list[LLMRouter] = []
+
+    def make(admin: str | None = admin_url, **kwargs: Any) -> LLMRouter:
+        kwargs.setdefault("metrics", False)
+        kwargs.setdefault("connect_timeout", 1.0)
+        router = LLMRouter(admin, **kwargs)
+        routers.append(router)
+        return router
+
+    yield make
+    for router in routers:
+        await router.aclose()
