@@ -45,11 +45,11 @@ def targets_for_entry(entry: LLMBackend, *, has_chain: bool) -> list[dict[str, A
     """Expand one entry into concrete targets; `auto` alone means MLX, then default Ollama."""
     if entry.backend_type != BackendType.AUTO:
         return [_target(entry, entry.backend_type, entry.endpoint_url)]
-    targets = [_target(entry, BackendType.MLX, entry.endpoint_url)]
+    targets = [_target(entry, "mlx", entry.endpoint_url)]
     if not has_chain:
         # The plan's meaning of auto, with the Ollama URL now a setting instead of a literal.
         # The fallback keeps the MLX target's health: probes only see the configured endpoint.
-        ollama = _target(entry, BackendType.OLLAMA, settings.ATHENA_DEFAULT_OLLAMA_URL)
+        ollama = _target(entry, "ollama", settings.ATHENA_DEFAULT_OLLAMA_URL)
         ollama["health"] = "unknown"
         targets.append(ollama)
     return targets

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from backends.api import views
 
@@ -14,4 +14,6 @@ urlpatterns = [
     path("route/<path:model_name>", views.RouteDetail.as_view(), name="route-detail"),
     path("routes", views.RouteList.as_view(), name="route-list"),
     path("metrics/samples", views.SampleIngest.as_view(), name="sample-ingest"),
+    # Anything else under /api/ answers in the API's JSON shape, not Django's HTML page.
+    re_path(r"", views.api_not_found, name="api-not-found"),
 ]

@@ -3,7 +3,7 @@
 from typing import Any
 
 from django.db.models import Prefetch
-from django.http import Http404
+from django.http import Http404, HttpRequest, JsonResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.request import Request
@@ -126,3 +126,8 @@ class SampleIngest(APIView):
         batch.is_valid(raise_exception=True)
         accepted, duplicates = services.samples_ingest(samples=batch.validated_data["samples"])
         return Response({"accepted": accepted, "duplicates": duplicates}, status=202)
+
+
+def api_not_found(request: HttpRequest) -> JsonResponse:
+    """Answer an unknown /api/ path with the API's JSON error shape."""
+    return JsonResponse({"detail": "Not found."}, status=404)

@@ -51,3 +51,10 @@ def test_unicode_and_path_characters_in_the_lookup_url_are_a_clean_404(client: A
     for name in ["mod%C3%A8le", "a%2F..%2Fb", "..%2F..%2Fetc", "%00"]:
         response = client.get(f"/api/llm-backends/model/{name}")
         assert response.status_code == 404, name
+
+
+def test_unknown_api_paths_answer_json_404(client: Any) -> None:
+    for path in ["/api/nope", "/api/llm-backends/null,null", "/api/route/a%0Ab"]:
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response.json() == {"detail": "Not found."}
