@@ -13,6 +13,8 @@ export DJANGO_SETTINGS_MODULE := athena_admin.settings
 setup: .venv/.installed
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py bootstrap
+	$(PY) manage.py ensure_oidc_key
+	$(PY) scripts/make_tiny_model.py
 
 run: setup
 	.venv/bin/honcho start -f Procfile
@@ -24,3 +26,13 @@ test: .venv/.installed
 lint: .venv/.installed
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+
+# Every benchmark, each printing a table of ratios against a reference measured in the same
+# run; the figures go to docs/benchmarks.md. Needs PostgreSQL for the Celery benchmarks.
+BENCH_DB ?= postgres://postgres@127.0.0.1:5432/athena_bench
+bench: .venv/.installed
+	$(PY) bench/router_bench.py
+	$(PY) bench/gateway_bench.py
+	$(PY) bench/mlx_bench.py
+	DATABASE_URL=$(BENCH_DB) $(PY) bench/probe_bench.py
+	DATABASE_URL=$(BENCH_DB) $(PY) bench/rollup_bench.py

@@ -1,0 +1,3 @@
+from athena_admin.celery import app as celery_app
+
+__all__ = ["celery_app"]

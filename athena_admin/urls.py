@@ -1,13 +1,24 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from athena_admin.health import health
+from athena_admin.identity import views as identity_views
 
 urlpatterns = [
     path("health", health, name="health"),
+    # Before the api/ include: its catch-all JSON 404 would otherwise swallow these two.
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
-    path("api/", include("backends.api.urls")),  # last: it answers unknown /api/ paths
+    path("api/", include("backends.api.urls")),
+    # Identity (docs/identity.md): the admin login with its SSO button and rate limit,
+    # the relying party's callback, and Athena's own provider. The wrappers come first so
+    # they win over the paths the included URLconfs define.
+    path("admin/login/", identity_views.admin_login, name="athena-admin-login"),
     path("admin/", admin.site.urls),
+    path("oidc/", include("mozilla_django_oidc.urls")),
+    path("accounts/login/", identity_views.ProviderLoginView.as_view(), name="login"),
+    re_path(r"^openid/token/?$", identity_views.token, name="oidc-token"),
+    re_path(r"^openid/userinfo/?$", identity_views.userinfo, name="oidc-userinfo"),
+    path("openid/", include("oidc_provider.urls", namespace="oidc_provider")),
 ]

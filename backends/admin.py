@@ -6,11 +6,14 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html
 
 from backends import services
+from backends.charts import entry_charts
 from backends.models import FallbackLink, Health, LLMBackend, RequestSample, ServiceKey
+from backends.probes import probe_entries
+from backends.registry_yaml import registry_to_yaml
 
 _BADGE = {
     Health.HEALTHY: "#1a7f37",
@@ -55,6 +58,8 @@ class LLMBackendAdmin(admin.ModelAdmin):
         "enabled",
         "priority",
         "health_badge",
+        "health_checked_at",
+        "last_error",
         "tokens_per_sec",
         "latency_ms",
         "total_requests",
@@ -64,11 +69,15 @@ class LLMBackendAdmin(admin.ModelAdmin):
     search_fields = ["model_name", "endpoint_url", "upstream_model"]
     list_per_page = 50
     inlines = [FallbackInline]
-    actions = ["enable_selected", "disable_selected"]
+    actions = ["enable_selected", "disable_selected", "export_selected_yaml", "probe_now"]
+    change_form_template = "admin/backends/llmbackend/change_form.html"
     readonly_fields = [
         "health",
         "health_checked_at",
         "health_error",
+        "probe_latency_ms",
+        "model_present",
+        "model_loaded",
         "avg_tokens_per_sec",
         "avg_latency_ms",
         "total_requests",
@@ -100,6 +109,9 @@ class LLMBackendAdmin(admin.ModelAdmin):
                     "health",
                     "health_checked_at",
                     "health_error",
+                    "probe_latency_ms",
+                    "model_present",
+                    "model_loaded",
                     "avg_tokens_per_sec",
                     "avg_latency_ms",
                     "total_requests",
@@ -121,6 +133,11 @@ class LLMBackendAdmin(admin.ModelAdmin):
             entry.get_health_display(),
         )
 
+    @admin.display(description="last error")
+    def last_error(self, entry: LLMBackend) -> str:
+        error = entry.health_error
+        return error if len(error) <= 60 else error[:59] + "…"
+
     @admin.display(description="tok/s", ordering="avg_tokens_per_sec")
     def tokens_per_sec(self, entry: LLMBackend) -> str:
         return "" if entry.avg_tokens_per_sec is None else f"{entry.avg_tokens_per_sec:.1f}"
@@ -134,6 +151,21 @@ class LLMBackendAdmin(admin.ModelAdmin):
             obj.created_by = request.user  # type: ignore[assignment]
         super().save_model(request, obj, form, change)
 
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        entry = self.get_object(request, object_id)
+        if entry is not None:
+            extra_context = {**(extra_context or {}), "charts": entry_charts(entry)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.action(description="Probe selected backends now", permissions=["change"])
+    def probe_now(self, request: HttpRequest, queryset: QuerySet[LLMBackend]) -> None:
+        outcomes = probe_entries(entry_ids=list(queryset.values_list("pk", flat=True)))
+        summary = ", ".join(f"{o.model_name}: {o.health}" for o in outcomes[:20])
+        more = f" and {len(outcomes) - 20} more" if len(outcomes) > 20 else ""
+        self.message_user(request, f"Probed {len(outcomes)}: {summary}{more}.", messages.INFO)
+
     @admin.action(description="Enable selected backends", permissions=["change"])
     def enable_selected(self, request: HttpRequest, queryset: QuerySet[LLMBackend]) -> None:
         count = services.backends_set_enabled(entries=queryset, enabled=True)
@@ -143,6 +175,14 @@ class LLMBackendAdmin(admin.ModelAdmin):
     def disable_selected(self, request: HttpRequest, queryset: QuerySet[LLMBackend]) -> None:
         count = services.backends_set_enabled(entries=queryset, enabled=False)
         self.message_user(request, f"Disabled {count} backend(s).", messages.SUCCESS)
+
+    @admin.action(description="Export selected as YAML", permissions=["view"])
+    def export_selected_yaml(
+        self, request: HttpRequest, queryset: QuerySet[LLMBackend]
+    ) -> HttpResponse:
+        response = HttpResponse(registry_to_yaml(queryset), content_type="application/yaml")
+        response["Content-Disposition"] = 'attachment; filename="athena-registry.yaml"'
+        return response
 
 
 @admin.register(ServiceKey)

@@ -94,6 +94,17 @@ class LLMBackend(models.Model):
     health = models.CharField(max_length=16, choices=Health.choices, default=Health.UNKNOWN)
     health_checked_at = models.DateTimeField(null=True, blank=True)
     health_error = models.CharField(max_length=500, blank=True)
+    # Written by the probes (backends/probes.py) with conditional updates only.
+    probe_failures = models.PositiveIntegerField(default=0, help_text="Consecutive failures.")
+    probe_successes = models.PositiveIntegerField(default=0, help_text="Consecutive successes.")
+    probe_round = models.CharField(max_length=64, blank=True, editable=False)
+    probe_latency_ms = models.FloatField(null=True, blank=True)
+    model_present = models.BooleanField(
+        null=True, blank=True, help_text="The upstream model is in the backend's model list."
+    )
+    model_loaded = models.BooleanField(
+        null=True, blank=True, help_text="The upstream model is in memory (unknown: empty)."
+    )
 
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -203,4 +214,61 @@ class RequestSample(models.Model):
         indexes = [
             models.Index(fields=["entry", "started_at"]),
             models.Index(fields=["started_at"]),
+            models.Index(fields=["received_at"]),  # the roll-ups' watermark scan
         ]
+
+
+class HealthCheck(models.Model):
+    """One probe of one entry: what the probe saw and the state it left the entry in."""
+
+    entry = models.ForeignKey(LLMBackend, on_delete=models.CASCADE, related_name="health_checks")
+    checked_at = models.DateTimeField()
+    ok = models.BooleanField()
+    health = models.CharField(max_length=16, choices=Health.choices)
+    latency_ms = models.FloatField(null=True)
+    # A short classified error (e.g. "timeout", "HTTP 500"); never the backend's body.
+    error = models.CharField(max_length=200, blank=True)
+    model_present = models.BooleanField(null=True)
+    model_loaded = models.BooleanField(null=True)
+
+    class Meta:
+        ordering = ["-checked_at"]
+        indexes = [
+            models.Index(fields=["entry", "checked_at"]),
+            models.Index(fields=["checked_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.entry_id} {self.checked_at:%Y-%m-%d %H:%M:%S} {self.health}"
+
+
+class HourlyRollup(models.Model):
+    """One entry's request samples in one UTC hour, aggregated by the database."""
+
+    entry = models.ForeignKey(LLMBackend, on_delete=models.CASCADE, related_name="rollups")
+    hour = models.DateTimeField()
+    requests = models.IntegerField()
+    errors = models.IntegerField()
+    ok_requests = models.IntegerField()  # weights for the means below (they cover ok calls)
+    avg_latency_ms = models.FloatField(null=True)
+    p95_latency_ms = models.FloatField(null=True)
+    avg_ttft_ms = models.FloatField(null=True)
+    tps_samples = models.IntegerField(default=0)
+    avg_tokens_per_sec = models.FloatField(null=True)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-hour"]
+        constraints = [
+            models.UniqueConstraint(fields=["entry", "hour"], name="rollup_once_per_entry_hour")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.entry_id} {self.hour:%Y-%m-%d %H}:00"
+
+
+class RollupWatermark(models.Model):
+    """Where the roll-ups got to: samples received before `received_before` are rolled up."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    received_before = models.DateTimeField()

@@ -1,10 +1,18 @@
 """Router overhead vs a direct httpx call to the same local upstream.
 
-    .venv/bin/python bench/router_bench.py [--quick]
+    .venv/bin/python bench/router_bench.py [--quick] [--rounds N] [--upstreams K]
 
-The upstream (tests/upstreams, 16-chunk answers) and a stand-in admin receiving the metrics run
-in their own processes, so they do not share this event loop. Closed loop: c=1 x 300 and
-c=64 x 2000 requests, direct and router runs interleaved. Prints a markdown table.
+Each cell runs direct and router calls in alternating rounds (direct-router, then
+router-direct, ...) so both see the same machine noise, and reports the median over rounds with
+the spread. The upstreams (tests/upstreams, 16-chunk answers) and a stand-in admin receiving the
+metrics run in their own processes, pinned to other CPUs than this one where there are two or
+more; ``--upstreams K`` starts K servers per protocol, called round-robin by both sides, when
+there are cores to run them. Closed loop at c=1 and c=64. Prints a markdown table.
+
+Columns: p50 and p99 are over all calls of a side; "added" is router minus direct. RPS ratio
+is the median of the per-round ratios [min-max]. "CPU/call" is this process's CPU time per
+call (the client's own cost, which is what the router adds): unlike wall time it hardly
+moves when the upstream saturates its core or other work shares the machine.
 """
 
 from __future__ import annotations
@@ -12,12 +20,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +36,9 @@ sys.path.insert(0, str(REPO))
 import httpx  # noqa: E402
 
 from routing import LLMRouter  # noqa: E402
-from tests.upstreams import serve_in_subprocess  # noqa: E402
+from tests.upstreams import RunningServer, serve_in_subprocess  # noqa: E402
+
+Call = Callable[[int], Awaitable[None]]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -34,9 +46,16 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-async def closed_loop(
-    call: Callable[[int], Awaitable[None]], concurrency: int, total: int
-) -> tuple[list[float], float]:
+@dataclass
+class Side:
+    """One side's (direct or router) results over the rounds of one cell."""
+
+    latencies: list[float] = field(default_factory=list)
+    rps: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)
+
+
+async def closed_loop(call: Call, concurrency: int, total: int, side: Side | None = None) -> None:
     latencies: list[float] = []
     counter = iter(range(total))
 
@@ -46,14 +65,16 @@ async def closed_loop(
             await call(i)
             latencies.append((time.perf_counter() - t0) * 1000)
 
-    started = time.perf_counter()
+    cpu0, started = time.process_time(), time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies, total / (time.perf_counter() - started)
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
+    if side is not None:
+        side.latencies += latencies
+        side.rps.append(total / wall)
+        side.cpu_us.append(cpu / total * 1e6)
 
 
-def direct_caller(
-    client: httpx.AsyncClient, url: str, protocol: str, stream: bool
-) -> Callable[[int], Awaitable[None]]:
+def direct_caller(client: httpx.AsyncClient, urls: list[str], protocol: str, stream: bool) -> Call:
     if protocol == "ollama":
         path, body = (
             "/api/generate",
@@ -78,15 +99,17 @@ def direct_caller(
         if stream:
             body["stream_options"] = {"include_usage": True}
     timeout = httpx.Timeout(60, connect=5)
+    full = [url + path for url in urls]
 
-    async def call(_: int) -> None:
+    async def call(i: int) -> None:
+        url = full[i % len(full)]
         if not stream:
-            r = await client.post(url + path, json=body, timeout=timeout)
+            r = await client.post(url, json=body, timeout=timeout)
             obj = json.loads(r.content)
             assert obj.get("response") or obj.get("choices")
             return
         parts = []
-        async with client.stream("POST", url + path, json=body, timeout=timeout) as r:
+        async with client.stream("POST", url, json=body, timeout=timeout) as r:
             async for line in r.aiter_lines():
                 if protocol == "ollama":
                     if line:
@@ -98,8 +121,9 @@ def direct_caller(
     return call
 
 
-def router_caller(router: LLMRouter, model: str, stream: bool) -> Callable[[int], Awaitable[None]]:
-    async def call(_: int) -> None:
+def router_caller(router: LLMRouter, models: list[str], stream: bool) -> Call:
+    async def call(i: int) -> None:
+        model = models[i % len(models)]
         if not stream:
             r = await router.generate(model=model, prompt="hi")
             assert r["response"]
@@ -123,9 +147,8 @@ def import_times() -> tuple[float, float]:
             if not line.startswith("import time:") or "cumulative" in line:
                 continue
             _, cum, name = line.split("|")
-            if not name[1:].startswith(
-                " "
-            ):  # top-level imports only: their cumulative covers the rest
+            # Top-level imports only: their cumulative time covers the rest.
+            if not name[1:].startswith(" "):
                 cumulative += int(cum)
         return cumulative / 1000
 
@@ -135,83 +158,121 @@ def import_times() -> tuple[float, float]:
     )
 
 
-async def main(quick: bool) -> None:
-    n1, n64 = (100, 500) if quick else (300, 2000)
-    servers = {p: serve_in_subprocess(p, "--words", "16") for p in ("ollama", "openai")}
-    admin = serve_in_subprocess("admin")
+def pin_cpus() -> tuple[set[int], set[int]]:
+    """Return (this process's CPUs, the servers' CPUs); servers get all but one where possible."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return set(cpus), set(cpus)
+    return {cpus[0]}, set(cpus[1:])
+
+
+def start_servers(
+    upstreams: int, mine: set[int], theirs: set[int]
+) -> tuple[dict[str, list[RunningServer]], RunningServer]:
+    # Children inherit the affinity they are started with: start them on their CPUs, then
+    # move this process to its own.
+    os.sched_setaffinity(0, theirs)
+    try:
+        servers = {
+            p: [serve_in_subprocess(p, "--words", "16") for _ in range(upstreams)]
+            for p in ("ollama", "openai")
+        }
+        admin = serve_in_subprocess("admin")
+    finally:
+        os.sched_setaffinity(0, mine)
+    return servers, admin
+
+
+async def main(quick: bool, rounds: int, upstreams: int, pin: bool) -> None:
+    # Calls per side per round.
+    n1, n64 = (60, 400) if quick else (200, 1000)
+    cpus = os.sched_getaffinity(0)
+    mine, theirs = pin_cpus() if pin else (cpus, cpus)
+    servers, admin = start_servers(upstreams, mine, theirs)
     routes = {
         "routes": [
             {
-                "model": f"bench-{p}",
+                "model": f"bench-{p}-{i}",
                 "targets": [{"backend_type": p, "endpoint_url": s.url, "upstream_model": "m"}],
             }
-            for p, s in servers.items()
+            for p, group in servers.items()
+            for i, s in enumerate(group)
         ]
     }
     rows = []
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(routes, f)
     try:
-        limits = httpx.Limits(
-            max_connections=200, max_keepalive_connections=64, keepalive_expiry=30
-        )
+        # Why 4 s: uvicorn drops connections idle for 5 s; reusing one as it does is a ReadError.
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=64, keepalive_expiry=4)
         async with (
             httpx.AsyncClient(limits=limits, trust_env=False) as client,
-            LLMRouter(admin.url, routes_file=f.name, metrics_interval=0.5) as router,
+            LLMRouter(
+                admin.url, routes_file=f.name, metrics_interval=0.5, keepalive_expiry=4
+            ) as router,
         ):
             for protocol in ("ollama", "openai"):
+                urls = [s.url for s in servers[protocol]]
+                models = [f"bench-{protocol}-{i}" for i in range(upstreams)]
                 for stream in (False, True):
                     for c, n in ((1, n1), (64, n64)):
-                        direct = direct_caller(client, servers[protocol].url, protocol, stream)
-                        routed = router_caller(router, f"bench-{protocol}", stream)
-                        await closed_loop(direct, c, min(n, 100))  # warm both pools
-                        await closed_loop(routed, c, min(n, 100))
-                        d_lat: list[float] = []
-                        r_lat: list[float] = []
-                        d_rps: list[float] = []
-                        r_rps: list[float] = []
-                        for _ in range(2):  # interleave to share the machine's noise
-                            lat, rps = await closed_loop(direct, c, n // 2)
-                            d_lat += lat
-                            d_rps.append(rps)
-                            lat, rps = await closed_loop(routed, c, n // 2)
-                            r_lat += lat
-                            r_rps.append(rps)
-                        rows.append(
-                            (
-                                protocol,
-                                stream,
-                                c,
-                                statistics.median(d_lat),
-                                statistics.median(r_lat),
-                                pct(d_lat, 0.99),
-                                pct(r_lat, 0.99),
-                                statistics.mean(d_rps),
-                                statistics.mean(r_rps),
-                            )
-                        )
+                        direct = direct_caller(client, urls, protocol, stream)
+                        routed = router_caller(router, models, stream)
+                        await closed_loop(direct, c, min(n, 200))  # warm both pools
+                        await closed_loop(routed, c, min(n, 200))
+                        d, r = Side(), Side()
+                        for k in range(rounds):
+                            order = ((direct, d), (routed, r))
+                            for call, side in order if k % 2 == 0 else reversed(order):
+                                await closed_loop(call, c, n, side)
+                        rows.append((protocol, stream, c, d, r))
             sent = router._metrics.sent + router._metrics.buffered
     finally:
-        for s in (*servers.values(), admin):
+        for s in (*(s for group in servers.values() for s in group), admin):
             s.stop()
         Path(f.name).unlink()
+
     print(
-        "| upstream | stream | c | direct p50 | router p50 | added p50 | direct p99 | router p99 | added p99 | RPS direct / router | ratio |"
+        "| upstream | stream | c | p50 direct / router | added p50 | p99 direct / router "
+        "| added p99 | RPS direct / router | RPS ratio [min-max] | CPU/call direct / router |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for p, stream, c, dp50, rp50, dp99, rp99, drps, rrps in rows:
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for p, stream, c, d, r in rows:
+        dp50, rp50 = statistics.median(d.latencies), statistics.median(r.latencies)
+        dp99, rp99 = pct(d.latencies, 0.99), pct(r.latencies, 0.99)
+        ratios = [b / a for a, b in zip(d.rps, r.rps, strict=True)]
         print(
-            f"| {p} | {'yes' if stream else 'no'} | {c} | {dp50:.2f} ms | {rp50:.2f} ms | {rp50 - dp50:+.3f} ms | "
-            f"{dp99:.2f} ms | {rp99:.2f} ms | {rp99 - dp99:+.3f} ms | {drps:,.0f} / {rrps:,.0f} | {rrps / drps:.1%} |"
+            f"| {p} | {'yes' if stream else 'no'} | {c} | {dp50:.2f} / {rp50:.2f} ms "
+            f"| {rp50 - dp50:+.3f} ms | {dp99:.2f} / {rp99:.2f} ms | {rp99 - dp99:+.3f} ms "
+            f"| {statistics.median(d.rps):,.0f} / {statistics.median(r.rps):,.0f} "
+            f"| {statistics.median(ratios):.1%} [{min(ratios):.0%}-{max(ratios):.0%}] "
+            f"| {statistics.median(d.cpu_us):.0f} / {statistics.median(r.cpu_us):.0f} µs |"
         )
     imp, imp_router = import_times()
     print(
-        f"\n`import routing`: {imp:.1f} ms; `from routing import LLMRouter` (loads httpx): {imp_router:.1f} ms"
+        f"\n`import routing`: {imp:.1f} ms; `from routing import LLMRouter` (loads httpx): "
+        f"{imp_router:.1f} ms"
     )
-    print(f"metrics samples recorded during the run: {sent:,}")
+    print(
+        f"{rounds} rounds per cell; client on CPUs {sorted(mine)}, {upstreams} upstream(s) per "
+        f"protocol and the admin on CPUs {sorted(theirs)}; load average before / after: "
+        f"{LOAD[0]:.2f} / {os.getloadavg()[0]:.2f}; metrics samples recorded: {sent:,}"
+    )
 
+
+LOAD = os.getloadavg()
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer requests, for a smoke run")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument("--rounds", type=int, default=0, help="rounds per cell (default 6, 3)")
+    parser.add_argument(
+        "--upstreams",
+        type=int,
+        default=max(1, min(4, len(os.sched_getaffinity(0)) - 2)),
+        help="servers per protocol (default: the spare cores, 1 to 4)",
+    )
+    parser.add_argument("--no-pin", action="store_true", help="leave CPU affinity alone")
+    args = parser.parse_args()
+    rounds = args.rounds or (3 if args.quick else 6)
+    asyncio.run(main(args.quick, rounds, args.upstreams, not args.no_pin))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -20,9 +22,11 @@ from routing._exceptions import (
 )
 from routing._types import GenerationRequest, StreamEvent, Target
 
-__all__ = ["Backend", "ProbeResult", "http_errors", "raise_for_status"]
+__all__ = ["Backend", "ProbeResult", "drain", "http_errors", "iter_lines", "raise_for_status"]
 
 _MAX_ERROR_BODY = 2000
+# How long to wait for a stream's body to end after its final chunk (see drain()).
+_DRAIN_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +121,43 @@ def error_message(body: bytes) -> str:
         if err is not None:
             return str(err)
     return text
+
+
+async def iter_lines(response: httpx.Response) -> AsyncIterator[str]:
+    """Yield the body's lines (ended by \\n, \\r\\n or \\r, as SSE allows) without their ends.
+
+    Why not ``response.aiter_lines()``: it runs two more generator layers and an incremental
+    decoder per chunk, on the path every token takes. Splitting bytes first and decoding whole
+    lines gives the same text (UTF-8, bad bytes replaced, as httpx does), and never splits at
+    the Unicode line separators (U+0085, U+2028) that may occur unescaped inside a JSON string.
+    A \\r\\n split across two reads yields one extra empty line, which both protocols ignore.
+    """
+    partial = b""
+    async for data in response.aiter_bytes():
+        if partial:
+            data = partial + data
+        lines = data.splitlines()
+        # The last piece is a whole line only when the read ended with a line break.
+        partial = b"" if not lines or data.endswith((b"\n", b"\r")) else lines.pop()
+        for line in lines:
+            yield line.decode("utf-8", "replace")
+    if partial:
+        yield partial.decode("utf-8", "replace")
+
+
+async def drain(lines: AsyncIterator[str]) -> None:
+    """Read a stream's body to its end once its final chunk has arrived.
+
+    Why: leaving an HTTP/1.1 body unread makes httpcore close the connection instead of
+    pooling it, so every streamed call paid a fresh TCP connect (most of the router's streaming
+    overhead). The body's end follows the final chunk at once; a server that sends more after
+    it, stalls or breaks only loses its connection: the answer is already complete.
+    """
+    with contextlib.suppress(httpx.HTTPError, TimeoutError):
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for line in lines:
+                if line:
+                    return
 
 
 async def raise_for_status(response: httpx.Response, target: Target) -> None:

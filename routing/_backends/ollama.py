@@ -12,7 +12,14 @@ import time
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
-from routing._backends._base import Backend, ProbeResult, http_errors, raise_for_status
+from routing._backends._base import (
+    Backend,
+    ProbeResult,
+    drain,
+    http_errors,
+    iter_lines,
+    raise_for_status,
+)
 from routing._exceptions import UpstreamError, UpstreamProtocolError
 from routing._types import Finish, GenerationRequest, StreamEvent, Target, TextDelta
 
@@ -70,20 +77,19 @@ class OllamaBackend(Backend):
         with http_errors(target):
             async with self._client.stream("POST", url, json=body, timeout=timeout) as response:
                 await raise_for_status(response, target)
-                async for line in response.aiter_lines():
+                lines = iter_lines(response)
+                async for line in lines:
                     if not line:
                         continue
                     obj = self._chunk(self.parse_json(line, target), target)
-                    if obj.get("done"):
-                        # The final chunk of /api/chat may still carry content; emit it first.
-                        text = _text_of(obj)
-                        if text:
-                            yield TextDelta(text)
-                        yield _finish(obj)
-                        return
                     text = _text_of(obj)
                     if text:
+                        # The final chunk of /api/chat may still carry content: text goes first.
                         yield TextDelta(text)
+                    if obj.get("done"):
+                        await drain(lines)
+                        yield _finish(obj)
+                        return
         raise UpstreamProtocolError("stream ended without a final done chunk", target=target)
 
     def _chunk(self, obj: Any, target: Target) -> Mapping[str, Any]:

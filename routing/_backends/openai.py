@@ -12,7 +12,14 @@ import time
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
-from routing._backends._base import Backend, ProbeResult, http_errors, raise_for_status
+from routing._backends._base import (
+    Backend,
+    ProbeResult,
+    drain,
+    http_errors,
+    iter_lines,
+    raise_for_status,
+)
 from routing._exceptions import UpstreamError, UpstreamProtocolError
 from routing._types import Finish, GenerationRequest, StreamEvent, Target, TextDelta
 
@@ -75,12 +82,14 @@ class OpenAIBackend(Backend):
         with http_errors(target):
             async with self._client.stream("POST", url, json=body, timeout=timeout) as response:
                 await raise_for_status(response, target)
-                async for line in response.aiter_lines():
+                lines = iter_lines(response)
+                async for line in lines:
                     # SSE: only `data:` fields matter here; blank lines and `:` comments are framing.
                     if not line.startswith("data:"):
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
+                        await drain(lines)
                         yield _finish(usage_chunk, finish_reason)
                         return
                     obj = self._object(self.parse_json(data, target), target)

@@ -1,0 +1,212 @@
+"""The gateway's ASGI app: one router per process, auth in front, Ollama and OpenAI routes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from athena_admin.gateway import ollama, openai
+from athena_admin.gateway.answer import GatewayRouter, overhead_headers
+from athena_admin.gateway.auth import Authenticator
+from athena_admin.gateway.catalog import ModelCatalog
+from athena_admin.gateway.config import GatewayConfig
+from athena_admin.gateway.errors import GatewayError, from_routing_error
+from athena_admin.gateway.transport import LeanTransport
+from routing import LLMRouter, ModelNotConfigured, RoutingError
+
+__all__ = ["Gateway", "GatewayApp", "create_app"]
+
+# Paths any client may call: liveness probes written for Ollama call these unauthenticated.
+_OPEN_PATHS = frozenset({"/", "/api/version", "/health"})
+
+logger = logging.getLogger(__name__)
+
+
+class Gateway:
+    """The process's shared state: configuration, router, authenticator, model catalog."""
+
+    def __init__(self, config: GatewayConfig, router: LLMRouter | None = None) -> None:
+        self.config = config
+        self._router = router
+        self._owns_router = router is None
+        self.auth = Authenticator(config)
+        self.catalog = ModelCatalog(lambda: self.router, ttl=config.models_cache_seconds)
+
+    @property
+    def router(self) -> LLMRouter:
+        if self._router is None:
+            raise RuntimeError("the gateway's router is made at startup (ASGI lifespan)")
+        return self._router
+
+    async def start(self) -> None:
+        if self._router is None:
+            c = self.config
+            options = dict(c.router_options)
+            if c.lean_transport and "transport" not in options:
+                options["transport"] = LeanTransport()
+            self._router = GatewayRouter(
+                c.admin_url,
+                service_key=c.service_key,
+                routes_file=c.routes_file,
+                default_ollama_url=c.default_ollama_url,
+                # An unknown model is the client's 404, never a guess at the default Ollama.
+                use_default_route=False,
+                **options,
+            )
+
+    async def stop(self) -> None:
+        if self._router is not None and self._owns_router:
+            await self._router.aclose()
+
+    async def translate(self, exc: RoutingError, field_names: dict[str, str]) -> GatewayError:
+        """Turn a routing exception into the error the client sees."""
+        available = (
+            await self.catalog.names_or_none() if isinstance(exc, ModelNotConfigured) else None
+        )
+        return from_routing_error(exc, field_names=field_names, available=available)
+
+
+def _protocol(path: str) -> Any:
+    return openai if path.startswith("/v1/") or path == "/v1" else ollama
+
+
+def _credentials(scope: Scope) -> tuple[str | None, str | None]:
+    api_key = authorization = None
+    for name, value in scope["headers"]:
+        if name == b"x-api-key":
+            api_key = value.decode("latin-1")
+        elif name == b"authorization":
+            authorization = value.decode("latin-1")
+    return api_key, authorization
+
+
+class GatewayApp:
+    """The outer ASGI layer: timing, authentication, and the two headers on every response."""
+
+    def __init__(self, app: Starlette, gateway: Gateway) -> None:
+        self.app = app
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        scope["athena.started"] = started
+        scope["athena.send"] = send
+        path: str = scope["path"]
+        if path not in _OPEN_PATHS:
+            api_key, authorization = _credentials(scope)
+            client = scope.get("client")
+            try:
+                principal = await self.gateway.auth.authenticate(
+                    api_key, authorization, client[0] if client else None
+                )
+            except Exception:
+                # The bearer hook could not check the token (its provider is down): 503,
+                # not 401, so clients retry instead of dropping their credentials.
+                logger.warning("gateway: bearer token check failed", exc_info=True)
+                error = GatewayError(
+                    503,
+                    "the identity provider is unavailable; try again later",
+                    code="identity_provider_unavailable",
+                    kind="server_error",
+                )
+                await _send_error(send, _protocol(path), error, started)
+                return
+            if principal is None:
+                error = GatewayError(
+                    401,
+                    "unauthorized: send a service key as 'Authorization: Bearer athk_...' "
+                    "or 'X-API-Key: athk_...'",
+                    code="invalid_api_key",
+                    kind="invalid_request_error",
+                )
+                await _send_error(send, _protocol(path), error, started, www_authenticate=True)
+                return
+            scope["athena.principal"] = principal
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start" and not scope.get("athena.answered"):
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    *overhead_headers("gateway", time.perf_counter() - started),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+async def _send_error(
+    send: Send,
+    protocol: Any,
+    error: GatewayError,
+    started: float,
+    *,
+    www_authenticate: bool = False,
+) -> None:
+    body = protocol.error_body(error)
+    headers = [
+        (b"content-type", protocol.JSON_MEDIA_TYPE),
+        (b"content-length", str(len(body)).encode()),
+        *overhead_headers("none", time.perf_counter() - started),
+    ]
+    if www_authenticate:
+        headers.append((b"www-authenticate", b'Bearer realm="athena"'))
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _health(request: Request) -> Response:
+    return Response(b'{"status":"ok"}', media_type="application/json")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    protocol = _protocol(request.url.path)
+    message = "not found" if exc.status_code == 404 else str(exc.detail).lower()
+    error = GatewayError(exc.status_code, f"{message}: {request.method} {request.url.path}")
+    return Response(
+        protocol.error_body(error), exc.status_code, media_type=protocol.JSON_MEDIA_TYPE.decode()
+    )
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    protocol = _protocol(request.url.path)
+    return Response(
+        protocol.error_body(exc), exc.status, media_type=protocol.JSON_MEDIA_TYPE.decode()
+    )
+
+
+def create_app(
+    config: GatewayConfig | None = None, *, router: LLMRouter | None = None
+) -> GatewayApp:
+    """Build the gateway; without a config, read Django's settings (django.setup() first)."""
+    gateway = Gateway(config if config is not None else GatewayConfig.from_settings(), router)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    starlette = Starlette(
+        routes=[*ollama.routes(), *openai.routes(), Route("/health", _health, methods=["GET"])],
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, GatewayError: _gateway_error},
+    )
+    starlette.state.gateway = gateway
+    return GatewayApp(starlette, gateway)

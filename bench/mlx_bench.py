@@ -1,0 +1,342 @@
+"""Benchmark mlx_server against raw mlx-lm and mlx_lm.server on the same model, same run.
+
+    .venv/bin/python bench/mlx_bench.py                  # tiny and large models
+    .venv/bin/python bench/mlx_bench.py --sizes tiny --tokens 64
+
+Prints a markdown table (paste into docs/benchmarks.md). Only ratios measured in one
+run compare: these machines are noisy. Every figure is decode throughput measured from
+the first token to the last, so prompt processing and HTTP setup do not dilute it,
+except "aggregate", which is total completion tokens over wall time from the first
+request to the last answer (what a user of a busy server sees).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROMPT = "Why is the sky blue? Explain it to a child."
+CONCURRENCY = 8
+_NONCE = itertools.count()
+
+
+def fresh_prompt() -> str:
+    """Return a prompt no server has seen: mlx_lm.server caches prompt prefixes, and a
+    repeated prompt would skip its prefill and flatter its figures."""
+    return f"#{next(_NONCE)} {PROMPT}"
+
+
+@dataclass
+class StreamResult:
+    """One streamed completion as the client saw it."""
+
+    tokens: int
+    ttft_s: float
+    total_s: float
+    first_to_last_s: float
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ---- raw mlx-lm, in this process --------------------------------------------------------
+
+
+class RawMLX:
+    """The model loaded in this process, driven by mlx-lm's own generate functions."""
+
+    def __init__(self, model_dir: Path) -> None:
+        from mlx_lm.utils import load
+
+        self.model, self.tokenizer = load(str(model_dir))[:2]
+        self.single(16)  # warm-up: compile kernels, fault in weights
+        self.batch(16)
+
+    def single(self, tokens: int) -> tuple[float, float]:
+        """Return stream_generate's decode tok/s and its end-to-end tok/s (prefill included)."""
+        from mlx_lm import stream_generate
+
+        start = time.perf_counter()
+        *_, last = stream_generate(self.model, self.tokenizer, fresh_prompt(), max_tokens=tokens)
+        wall = time.perf_counter() - start
+        return float(last.generation_tps), last.generation_tokens / wall
+
+    def batch(self, tokens: int) -> tuple[float, float]:
+        """Return batch_generate's decode tok/s for 8 prompts, and tokens over wall time.
+
+        The first excludes prefill; the second is like-for-like with the servers'
+        aggregate, which is measured over wall time too.
+        """
+        from mlx_lm import batch_generate
+
+        prompts = [self.tokenizer.encode(fresh_prompt()) for _ in range(CONCURRENCY)]
+        start = time.perf_counter()
+        result = batch_generate(self.model, self.tokenizer, prompts, max_tokens=tokens)
+        wall = time.perf_counter() - start
+        return float(result.stats.generation_tps), result.stats.generation_tokens / wall
+
+
+# ---- HTTP servers -----------------------------------------------------------------------
+
+
+class Server:
+    """A server subprocess (ours or mlx_lm.server) and the model name it expects."""
+
+    def __init__(self, kind: str, model_dir: Path) -> None:
+        self.kind = kind
+        self.port = free_port()
+        if kind == "mlx_server":
+            args = [
+                "-m",
+                "mlx_server",
+                "--model",
+                str(model_dir),
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ]
+            self.model = model_dir.name
+        else:
+            args = [
+                "-m",
+                "mlx_lm.server",
+                "--model",
+                str(model_dir),
+                "--port",
+                str(self.port),
+                "--log-level",
+                "WARNING",
+            ]
+            self.model = "default_model"
+        self.process = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.base_url = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 120
+        path = "/health" if self.kind == "mlx_server" else "/v1/models"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited with {self.process.returncode}")
+            try:
+                if httpx.get(self.base_url + path, timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise RuntimeError(f"{self.kind} did not start")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+async def stream_completion(
+    http: httpx.AsyncClient, server: Server, prompt: str, max_tokens: int, **sampling: object
+) -> StreamResult:
+    """Stream one completion; count tokens from usage when given, else from chunks."""
+    payload = {
+        "model": server.model,
+        "prompt": prompt,
+        "max_tokens": max_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "temperature": 0.0,
+        **sampling,
+    }
+    start = time.perf_counter()
+    first = last = None
+    chunks = 0
+    usage_tokens = None
+    async with http.stream("POST", "/v1/completions", json=payload) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            event = json.loads(line[6:])
+            if event.get("usage"):
+                usage_tokens = event["usage"].get("completion_tokens")
+            if event.get("choices") and event["choices"][0].get("text"):
+                now = time.perf_counter()
+                first = first or now
+                last = now
+                chunks += 1
+    end = time.perf_counter()
+    first = first or end
+    last = last or end
+    return StreamResult(usage_tokens or chunks, first - start, end - start, last - first)
+
+
+def _client(server: Server) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    return httpx.AsyncClient(base_url=server.base_url, timeout=600, limits=limits)
+
+
+async def single_stream(server: Server, tokens: int) -> tuple[float, float]:
+    """Return one streamed request's decode tok/s (first chunk to last) and end-to-end tok/s."""
+    async with _client(server) as http:
+        result = await stream_completion(http, server, fresh_prompt(), tokens)
+    decode = (result.tokens - 1) / max(result.first_to_last_s, 1e-9)
+    return decode, result.tokens / result.total_s
+
+
+async def aggregate(server: Server, tokens: int) -> float:
+    """Return total tok/s of 8 concurrent streamed requests, wall time end to end."""
+    async with _client(server) as http:
+        start = time.perf_counter()
+        results = await asyncio.gather(
+            *(stream_completion(http, server, fresh_prompt(), tokens) for i in range(CONCURRENCY))
+        )
+    return sum(r.tokens for r in results) / (time.perf_counter() - start)
+
+
+async def under_load(server: Server, tokens: int) -> dict[str, float]:
+    """With 7 long streams running: TTFT of one more, then a sampled request unseeded and seeded."""
+    async with _client(server) as http:
+        busy = [
+            asyncio.create_task(stream_completion(http, server, fresh_prompt(), tokens * 4))
+            for i in range(CONCURRENCY - 1)
+        ]
+        await asyncio.sleep(0.5)
+        joined = await stream_completion(http, server, fresh_prompt(), 8)
+        unseeded = await stream_completion(http, server, fresh_prompt(), 32, temperature=0.8)
+        seeded = await stream_completion(http, server, fresh_prompt(), 32, temperature=0.8, seed=7)
+        await asyncio.gather(*busy)
+    return {
+        "ttft_busy_ms": joined.ttft_s * 1000,
+        "unseeded_ms": unseeded.total_s * 1000,
+        "seeded_ms": seeded.total_s * 1000,
+    }
+
+
+def measure_model(model_dir: Path, tokens: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Measure raw mlx-lm and both servers, interleaved round by round so noise hits all alike."""
+    servers = {kind: Server(kind, model_dir) for kind in ("mlx_server", "mlx_lm.server")}
+    try:
+        for server in servers.values():
+            server.wait_ready()
+            asyncio.run(single_stream(server, 16))  # load + warm-up
+            asyncio.run(aggregate(server, 16))
+        raw = RawMLX(model_dir)
+        metrics = ("decode", "end_to_end", "aggregate", "batch_decode")
+        samples: dict[str, dict[str, list[float]]] = {
+            name: {m: [] for m in metrics} for name in ("raw", *servers)
+        }
+
+        def record(name: str, single: tuple[float, float]) -> None:
+            samples[name]["decode"].append(single[0])
+            samples[name]["end_to_end"].append(single[1])
+
+        for _ in range(rounds):
+            record("raw", raw.single(tokens))
+            for kind, server in servers.items():
+                record(kind, asyncio.run(single_stream(server, tokens)))
+            batch_decode, batch_wall = raw.batch(tokens)
+            samples["raw"]["batch_decode"].append(batch_decode)
+            samples["raw"]["aggregate"].append(batch_wall)
+            for kind, server in servers.items():
+                samples[kind]["aggregate"].append(asyncio.run(aggregate(server, tokens)))
+        figures = {
+            name: {k: statistics.median(v) for k, v in d.items() if v}
+            for name, d in samples.items()
+        }
+        for kind, server in servers.items():
+            figures[kind].update(asyncio.run(under_load(server, tokens)))
+        return figures
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def ensure_model(size: str) -> Path:
+    result = subprocess.run(
+        [sys.executable, "scripts/make_tiny_model.py", "--size", size],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="tiny,large")
+    parser.add_argument("--tokens", type=int, default=128, help="tokens per request")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
+    args = parser.parse_args()
+    tables = []
+    for size in args.sizes.split(","):
+        model_dir = ensure_model(size)
+        print(f"[{size}] measuring {model_dir} ...", file=sys.stderr)
+        tables.append(
+            (f"{model_dir.name} ({size})", measure_model(model_dir, args.tokens, args.rounds))
+        )
+
+    print(
+        f"\nMachine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()}; "
+        f"{args.tokens} tokens per request, {CONCURRENCY} concurrent clients, greedy, every "
+        f"prompt new; median of {args.rounds} interleaved rounds.\n"
+    )
+    print(
+        "| model | metric | raw mlx-lm | mlx_server | mlx_lm.server | mlx_server vs raw "
+        "| mlx_server vs mlx_lm.server | goal |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for label, f in tables:
+        raw, ours, ref = f["raw"], f["mlx_server"], f["mlx_lm.server"]
+        for key, name in (("decode", "first to last token"), ("end_to_end", "end to end")):
+            print(
+                f"| {label} | single stream, {name}, tok/s | {raw[key]:,.0f} | {ours[key]:,.0f} "
+                f"| {ref[key]:,.0f} | {ours[key] / raw[key]:.0%} | {ours[key] / ref[key]:.2f}x "
+                f"| >= 97% of raw |"
+            )
+        print(
+            f"| {label} | aggregate, 8 clients, tok/s over wall time | {raw['aggregate']:,.0f} "
+            f"(batch_generate; {raw['batch_decode']:,.0f} excluding prefill) "
+            f"| {ours['aggregate']:,.0f} | {ref['aggregate']:,.0f} "
+            f"| {ours['aggregate'] / raw['aggregate']:.0%} "
+            f"({ours['aggregate'] / raw['batch_decode']:.0%} of decode-only) "
+            f"| {ours['aggregate'] / ref['aggregate']:.2f}x | >= 80% of raw, >= 2x mlx_lm.server |"
+        )
+        print(
+            f"| {label} | TTFT joining a busy batch (7 running), ms | - "
+            f"| {ours['ttft_busy_ms']:,.0f} | {ref['ttft_busy_ms']:,.0f} | - "
+            f"| {ref['ttft_busy_ms'] / ours['ttft_busy_ms']:.1f}x | lower is better |"
+        )
+        print(
+            f"| {label} | 32-token sampled request under load, unseeded / seeded, ms | - "
+            f"| {ours['unseeded_ms']:,.0f} / {ours['seeded_ms']:,.0f} "
+            f"| {ref['unseeded_ms']:,.0f} / {ref['seeded_ms']:,.0f} | - | - | seeded ~ unseeded |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

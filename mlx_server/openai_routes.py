@@ -1,0 +1,281 @@
+"""OpenAI-compatible routes: /v1/models, /v1/completions, /v1/chat/completions.
+
+Wire format per OpenAI's API reference: non-streaming answers carry `usage`; streaming
+answers are server-sent events, one JSON chunk per `data:` line, ending `data: [DONE]`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from . import params
+from .errors import APIError, ClientGone, InvalidRequest
+from .prompts import encode_chat, encode_text, validate_messages
+from .provider import LoadedModel, ModelProvider
+from .session import Lease, start_generation, unless_disconnected
+from .wire import (
+    ClosingStream,
+    optional_bool,
+    optional_dict,
+    read_json,
+    reject_unsupported,
+    required_str,
+)
+
+# OpenAI's documented default temperature is 1.
+DEFAULT_TEMPERATURE = 1.0
+
+
+def _options(body: dict[str, Any]) -> params.GenerationOptions:
+    """Read sampling, max_tokens and stop from an OpenAI request body."""
+    # Tool calls, structured output and logprobs are not implemented: say so.
+    reject_unsupported(body, ("tools", "functions", "response_format", "logprobs", "top_logprobs"))
+    n = body.get("n")
+    if n is not None and n != 1:
+        raise InvalidRequest("only n=1 is supported", param="n")
+    key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = params.optional_number(body, key, key, integer=True, minimum=1)
+    return params.GenerationOptions(
+        sampling=params.sampling(body, default_temperature=DEFAULT_TEMPERATURE),
+        max_tokens=None if max_tokens is None else int(max_tokens),
+        stop=params.stop_sequences(body.get("stop"), "stop"),
+    )
+
+
+def _completion_prompt(body: dict[str, Any]) -> str | list[int]:
+    """Accept a string, a one-string list, or a list of token ids."""
+    prompt = body.get("prompt")
+    if prompt is None or prompt == "" or prompt == []:
+        raise InvalidRequest("'prompt' is required", param="prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        prompt = prompt[0]
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list) and all(
+        isinstance(t, int) and not isinstance(t, bool) for t in prompt
+    ):
+        return prompt
+    raise InvalidRequest(
+        "'prompt' must be a string or a list of token ids (batches are not supported)",
+        param="prompt",
+    )
+
+
+def _usage(lease: Lease) -> dict[str, int]:
+    stats = lease.generation.stats
+    return {
+        "prompt_tokens": stats.prompt_tokens,
+        "completion_tokens": stats.completion_tokens,
+        "total_tokens": stats.prompt_tokens + stats.completion_tokens,
+    }
+
+
+def _sse(payload: dict[str, Any]) -> str:
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
+class OpenAIRoutes:
+    """Handlers bound to one model provider."""
+
+    def __init__(self, provider: ModelProvider) -> None:
+        self.provider = provider
+
+    def routes(self) -> list[Route]:
+        """List the routes to mount."""
+        return [
+            Route("/v1/models", self.list_models, methods=["GET"]),
+            Route("/v1/models/{model_id:path}", self.get_model, methods=["GET"]),
+            Route("/v1/completions", self.completions, methods=["POST"]),
+            Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+        ]
+
+    def _model_card(self, name: str) -> dict[str, Any]:
+        created = int(self.provider.catalog.resolve(name).modified_at)
+        return {"id": name, "object": "model", "created": created, "owned_by": "mlx"}
+
+    async def list_models(self, request: Request) -> Response:
+        """List every servable model, aliases included."""
+        data = [self._model_card(name) for name in self.provider.catalog.names()]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def get_model(self, request: Request) -> Response:
+        """Describe one model."""
+        return JSONResponse(self._model_card(request.path_params["model_id"]))
+
+    async def completions(self, request: Request) -> Response:
+        """Complete a raw prompt."""
+        body = await read_json(request)
+        model_name = required_str(body, "model")
+        prompt = _completion_prompt(body)
+        options = _options(body)
+        stream = optional_bool(body, "stream", False)
+
+        def build(model: LoadedModel) -> list[int]:
+            return (
+                list(prompt) if isinstance(prompt, list) else encode_text(model.tokenizer, prompt)
+            )
+
+        lease = await self._start(model_name, build, options, "prompt", body)
+        return await self._respond(request, lease, model_name, body, stream, chat=False)
+
+    async def chat_completions(self, request: Request) -> Response:
+        """Answer a conversation using the model's chat template."""
+        body = await read_json(request)
+        model_name = required_str(body, "model")
+        messages = validate_messages(body.get("messages"))
+        if not messages:
+            raise InvalidRequest("'messages' must not be empty", param="messages")
+        options = _options(body)
+        stream = optional_bool(body, "stream", False)
+
+        def build(model: LoadedModel) -> list[int]:
+            return encode_chat(model.tokenizer, messages)
+
+        lease = await self._start(model_name, build, options, "messages", body)
+        return await self._respond(request, lease, model_name, body, stream, chat=True)
+
+    async def _start(
+        self,
+        model_name: str,
+        build: Any,
+        options: params.GenerationOptions,
+        prompt_param: str,
+        body: dict[str, Any],
+    ) -> Lease:
+        max_param = (
+            "max_completion_tokens"
+            if body.get("max_completion_tokens") is not None
+            else "max_tokens"
+        )
+        return await start_generation(
+            self.provider,
+            model_name=model_name,
+            build_prompt=build,
+            options=options,
+            keep_alive_s=None,
+            prompt_param=prompt_param,
+            max_tokens_param=max_param,
+            clamp=False,
+        )
+
+    async def _respond(
+        self,
+        request: Request,
+        lease: Lease,
+        model_name: str,
+        body: dict[str, Any],
+        stream: bool,
+        *,
+        chat: bool,
+    ) -> Response:
+        ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+        created = int(time.time())
+        if stream:
+            include_usage = bool(optional_dict(body, "stream_options").get("include_usage"))
+            events = self._stream(lease, ident, created, model_name, chat, include_usage)
+            return ClosingStream(
+                events,
+                on_close=lease.close,
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
+        try:
+            text = await unless_disconnected(request, lease.generation.text)
+        except ClientGone:
+            return Response(status_code=499)
+        finally:
+            lease.release()
+        finish = lease.generation.stats.finish_reason
+        if chat:
+            choice: dict[str, Any] = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": None,
+                "finish_reason": finish,
+            }
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+        return JSONResponse(
+            {
+                "id": ident,
+                "object": "chat.completion" if chat else "text_completion",
+                "created": created,
+                "model": model_name,
+                "choices": [choice],
+                "usage": _usage(lease),
+            }
+        )
+
+    async def _stream(
+        self,
+        lease: Lease,
+        ident: str,
+        created: int,
+        model_name: str,
+        chat: bool,
+        include_usage: bool,
+    ) -> AsyncIterator[str]:
+        """Frame text pieces as SSE chunks; always release the model at the end."""
+        kind = "chat.completion.chunk" if chat else "text_completion"
+
+        def chunk(text: str | None, finish: str | None, first: bool = False) -> dict[str, Any]:
+            if chat:
+                delta: dict[str, Any] = {}
+                if first:
+                    delta["role"] = "assistant"
+                if text is not None:
+                    delta["content"] = text
+                choice: dict[str, Any] = {"index": 0, "delta": delta}
+            else:
+                choice = {"index": 0, "text": text or ""}
+            choice["logprobs"] = None
+            choice["finish_reason"] = finish
+            return {
+                "id": ident,
+                "object": kind,
+                "created": created,
+                "model": model_name,
+                "choices": [choice],
+            }
+
+        try:
+            if chat:
+                yield _sse(chunk("", None, first=True))
+            async for piece in lease.generation.pieces():
+                yield _sse(chunk(piece, None))
+            yield _sse(chunk(None if chat else "", lease.generation.stats.finish_reason))
+            if include_usage:
+                yield _sse(
+                    {
+                        "id": ident,
+                        "object": kind,
+                        "created": created,
+                        "model": model_name,
+                        "choices": [],
+                        "usage": _usage(lease),
+                    }
+                )
+            yield "data: [DONE]\n\n"
+        except APIError as exc:
+            # Headers are sent already: report the failure as an error event, as OpenAI does.
+            yield _sse(
+                {
+                    "error": {
+                        "message": exc.message,
+                        "type": exc.type,
+                        "param": exc.param,
+                        "code": exc.code,
+                    }
+                }
+            )
+            yield "data: [DONE]\n\n"
+        finally:
+            lease.release()

@@ -1,0 +1,74 @@
+"""Turn a request's prompt or chat messages into the token ids the model will see."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import InvalidRequest
+
+CHAT_ROLES = {"system", "user", "assistant", "tool"}
+
+
+def encode_text(tokenizer: Any, prompt: str) -> list[int]:
+    """Encode a raw prompt, adding BOS unless the prompt already starts with it."""
+    bos = getattr(tokenizer, "bos_token", None)
+    add_special = not (bos and prompt.startswith(bos))
+    tokens: list[int] = tokenizer.encode(prompt, add_special_tokens=add_special)
+    return tokens
+
+
+def message_text(content: Any, param: str) -> str:
+    """Accept a string or OpenAI's list of content parts (text parts only)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text":
+                raise InvalidRequest(f"'{param}' supports only text parts", param=param)
+            texts.append(str(part.get("text", "")))
+        return "".join(texts)
+    raise InvalidRequest(f"'{param}' must be a string", param=param)
+
+
+def validate_messages(value: Any, param: str = "messages") -> list[dict[str, str]]:
+    """Check a chat message list and normalise it to [{role, content}]."""
+    if value is None:
+        raise InvalidRequest(f"'{param}' is required", param=param)
+    if not isinstance(value, list):
+        raise InvalidRequest(f"'{param}' must be a list of messages", param=param)
+    messages = []
+    for i, message in enumerate(value):
+        where = f"{param}[{i}]"
+        if not isinstance(message, dict):
+            raise InvalidRequest(f"'{where}' must be an object", param=where)
+        if message.get("images") or message.get("tool_calls"):
+            field = "images" if message.get("images") else "tool_calls"
+            raise InvalidRequest(
+                f"'{where}.{field}' is not supported by this server", param=f"{where}.{field}"
+            )
+        role = message.get("role")
+        if role not in CHAT_ROLES:
+            raise InvalidRequest(
+                f"'{where}.role' must be one of {sorted(CHAT_ROLES)}", param=f"{where}.role"
+            )
+        messages.append(
+            {"role": role, "content": message_text(message.get("content"), f"{where}.content")}
+        )
+    return messages
+
+
+def encode_chat(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Render messages with the model's chat template and encode them."""
+    if getattr(tokenizer, "chat_template", None):
+        rendered = tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+        # The template writes BOS itself; adding special tokens again would double it.
+        tokens: list[int] = tokenizer.encode(rendered, add_special_tokens=False)
+        return tokens
+    # A base model without a template: a plain transcript is the least surprising prompt.
+    transcript = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+    return encode_text(tokenizer, transcript)

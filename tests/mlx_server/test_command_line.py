@@ -1,0 +1,53 @@
+"""`python -m mlx_server` flags and environment."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from mlx_server.settings import DEFAULT_PORT, from_argv
+
+from .conftest import MODEL_NAME, REPO_ROOT, start_server
+
+
+def test_it_refuses_to_start_without_a_model() -> None:
+    env = {"PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mlx_server"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "MLX_MODEL_PATH" in result.stderr
+
+
+def test_it_refuses_a_model_path_that_does_not_exist(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mlx_server", "--model", str(tmp_path / "nope")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "not found" in result.stderr
+
+
+def test_it_defaults_to_port_11435_and_the_env_model(monkeypatch: object, tmp_path: Path) -> None:
+    monkeypatch.setenv("MLX_MODEL_PATH", str(tmp_path))  # type: ignore[attr-defined]
+    settings = from_argv([])
+    assert settings.port == DEFAULT_PORT == 11435
+    assert settings.host == "127.0.0.1"
+    assert settings.model_paths == (tmp_path,)
+
+
+def test_it_serves_the_model_named_by_mlx_model_path(tiny_model_path: Path, tmp_path: Path) -> None:
+    server = start_server([], tmp_path / "log", env={"MLX_MODEL_PATH": str(tiny_model_path)})
+    try:
+        assert httpx.get(f"{server.base_url}/v1/models").json()["data"][0]["id"] == MODEL_NAME
+    finally:
+        server.stop()
