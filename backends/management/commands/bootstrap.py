@@ -61,6 +61,9 @@ class Command(BaseCommand):
                 "backend_type": "mlx",
                 "endpoint_url": "http://127.0.0.1:11435",
                 "upstream_model": "tiny-llama",
+                # The tiny model's context is 2,048 tokens: the registry's default max_tokens
+                # (2,048) would leave no room for the prompt on an OpenAI-protocol backend.
+                "max_tokens": 256,
                 "description": "Demo: a tiny random-weight model served by the local MLX server.",
             }
         )
