@@ -11,6 +11,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from athena_admin.env import env_bool, env_float, env_int, env_list, env_str
+from routing.logs import log_format, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("ATHENA_VAR_DIR", str(BASE_DIR / "var")))
@@ -47,6 +48,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "athena_admin.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -148,12 +150,22 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 ATHENA_SAMPLE_RETENTION_DAYS = env_int("ATHENA_SAMPLE_RETENTION_DAYS", 30)
 ATHENA_PROBE_TIMEOUT_SECONDS = env_float("ATHENA_PROBE_TIMEOUT_SECONDS", 5.0)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("ATHENA_LOG_LEVEL", "INFO")},
-}
+# One format for every Athena process (routing/logs.py): JSON lines when ATHENA_LOG_FORMAT=json
+# (the default with ATHENA_DEBUG=false), key=value text otherwise; secrets are redacted and
+# each line carries its request id. Celery workers log through this too (hijack off below).
+ATHENA_LOG_FORMAT = log_format()
+LOGGING = logging_config(
+    service=env_str("ATHENA_SERVICE_NAME", "admin"),
+    fmt=ATHENA_LOG_FORMAT,
+    level=env_str("ATHENA_LOG_LEVEL", "INFO"),
+)
+
+# --- Metrics ---
+# GET /metrics (admin, gateway, mlx_server) answers loopback clients and service keys only;
+# true opens it to anyone (a scraper on a private network without a key).
+ATHENA_METRICS_PUBLIC = env_bool("ATHENA_METRICS_PUBLIC", False)
+# Models named in the gateway's metric labels; the rest are counted as model="other".
+ATHENA_METRICS_MAX_MODELS = env_int("ATHENA_METRICS_MAX_MODELS", 100)
 
 # --- Celery ---
 # Broker: CELERY_BROKER_URL, else REDIS_URL when it is set. With neither set, development

@@ -4,9 +4,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from athena_admin.health import health
 from athena_admin.identity import views as identity_views
+from athena_admin.metrics import metrics
+from backends.views import dashboard_view
 
 urlpatterns = [
     path("health", health, name="health"),
+    path("metrics", metrics, name="metrics"),
     # Before the api/ include: its catch-all JSON 404 would otherwise swallow these two.
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
@@ -15,6 +18,7 @@ urlpatterns = [
     # the relying party's callback, and Athena's own provider. The wrappers come first so
     # they win over the paths the included URLconfs define.
     path("admin/login/", identity_views.admin_login, name="athena-admin-login"),
+    path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="athena-dashboard"),
     path("admin/", admin.site.urls),
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("accounts/login/", identity_views.ProviderLoginView.as_view(), name="login"),

@@ -42,6 +42,38 @@ def _line(values: list[float | None], *, title: str, unit: str) -> SafeString:
     )  # fmt: skip
 
 
+_SERIES_COLOURS = ("#0969da", "#8250df", "#cf222e", "#1a7f37")
+
+
+def _lines(series: dict[str, list[float | None]], *, title: str, unit: str) -> SafeString:
+    """Several series on one scale, each its own polyline, named in the caption."""
+    known = [v for values in series.values() for v in values if v is not None]
+    if not known:
+        return format_html('<p class="help">{}: no samples.</p>', title)
+    top = max(known) or 1.0
+    polylines, legend = [], []
+    for (name, values), colour in zip(series.items(), _SERIES_COLOURS, strict=False):
+        step = (WIDTH - 2 * PAD) / max(len(values) - 1, 1)
+        points = " ".join(
+            f"{PAD + i * step:.1f},{HEIGHT - PAD - (v / top) * (HEIGHT - 2 * PAD):.1f}"
+            for i, v in enumerate(values)
+            if v is not None
+        )
+        polylines.append(
+            format_html(
+                '<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>', colour, points
+            )
+        )
+        legend.append(format_html('<span style="color:{}">━ {}</span>', colour, name))
+    return format_html(
+        '<figure style="margin:0 0 1em"><figcaption>{} (max {} {}) {}</figcaption>'
+        '<svg role="img" aria-label="{}" width="{}" height="{}" viewBox="0 0 {} {}"'
+        ' style="background:#f6f8fa;border:1px solid #d0d7de">{}</svg></figure>',
+        title, f"{top:.0f}", unit, mark_safe(" ".join(legend)),  # noqa: S308 - format_html parts
+        title, WIDTH, HEIGHT, WIDTH, HEIGHT, mark_safe("".join(polylines)),  # noqa: S308
+    )  # fmt: skip
+
+
 def _strip(states: list[str], *, title: str) -> SafeString:
     width = (WIDTH - 2 * PAD) / max(len(states), 1)
     bars = format_html_join(
@@ -99,3 +131,7 @@ def entry_charts(entry: LLMBackend, *, now: datetime | None = None) -> SafeStrin
             _strip([worst.get(h, Health.UNKNOWN) for h in slots], title=f"Health, {label}")
         )
     return mark_safe("".join(parts))  # noqa: S308 - every part is built by format_html
+
+
+# The dashboard (backends/dashboard.py) draws with the same primitives.
+line_chart, lines_chart, health_strip = _line, _lines, _strip

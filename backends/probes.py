@@ -21,14 +21,14 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpcore
 import httpx
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from backends.endpoints import IPAddress, UnsafeEndpoint, check_address, literal_address
@@ -260,20 +260,56 @@ def _outcome_fields(entry: LLMBackend, seen: Observation) -> tuple[bool | None, 
     return present, loaded, slow or present is False
 
 
-def _apply(
-    entry: LLMBackend, seen: Observation, round_id: str, now: Any, history: list[HealthCheck]
-) -> ProbeOutcome:
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """The state one observation moves an entry to, computed from the state it was read in."""
+
+    health: str
+    failures: int
+    successes: int
+    error: str
+    present: bool | None
+    loaded: bool | None
+
+
+def _step(entry: LLMBackend, seen: Observation) -> _Step:
     present, loaded, degraded = _outcome_fields(entry, seen)
     error = seen.error
     if seen.ok and present is False:
         error = f"model '{entry.resolved_upstream_model}' is not on the backend"
     elif seen.ok and degraded:
         error = f"slow: {seen.latency_ms:.0f} ms"
+    health, failures, successes = next_health(
+        entry.health, entry.probe_failures, entry.probe_successes, ok=seen.ok, degraded=degraded
+    )
+    return _Step(health, failures, successes, error, present, loaded)
+
+
+def _check(entry_id: int, seen: Observation, step: _Step, now: Any) -> HealthCheck:
+    return HealthCheck(
+        entry_id=entry_id,
+        checked_at=now,
+        ok=seen.ok,
+        health=step.health,
+        latency_ms=seen.latency_ms,
+        error=step.error[:200],
+        model_present=step.present,
+        model_loaded=step.loaded,
+    )
+
+
+def _outcome(entry: LLMBackend, seen: Observation, step: _Step, changed: bool) -> ProbeOutcome:
+    return ProbeOutcome(
+        entry.pk, entry.model_name, probe_kind(entry), entry.endpoint_url, step.health, changed,
+        seen, step.present, step.loaded,
+    )  # fmt: skip
+
+
+def _apply(
+    entry: LLMBackend, seen: Observation, round_id: str, now: Any, history: list[HealthCheck]
+) -> ProbeOutcome:
     for _ in range(3):
-        health, failures, successes = next_health(
-            entry.health, entry.probe_failures, entry.probe_successes, ok=seen.ok,
-            degraded=degraded,
-        )  # fmt: skip
+        step = _step(entry, seen)
         # Conditional on the state we computed from, and on this round not being applied
         # yet: a redelivered task, or a probe racing this one, changes nothing twice.
         updated = (
@@ -285,43 +321,105 @@ def _apply(
             )
             .exclude(probe_round=round_id)
             .update(
-                health=health,
-                probe_failures=failures,
-                probe_successes=successes,
+                health=step.health,
+                probe_failures=step.failures,
+                probe_successes=step.successes,
                 probe_round=round_id,
                 health_checked_at=now,
-                health_error=error[:500],
+                health_error=step.error[:500],
                 probe_latency_ms=seen.latency_ms,
-                model_present=present,
-                model_loaded=loaded,
+                model_present=step.present,
+                model_loaded=step.loaded,
             )
         )
         if updated:
-            history.append(
-                HealthCheck(
-                    entry_id=entry.pk,
-                    checked_at=now,
-                    ok=seen.ok,
-                    health=health,
-                    latency_ms=seen.latency_ms,
-                    error=error[:200],
-                    model_present=present,
-                    model_loaded=loaded,
-                )
-            )
-            changed = health != entry.health
-            break
+            history.append(_check(entry.pk, seen, step, now))
+            return _outcome(entry, seen, step, step.health != entry.health)
         fresh = LLMBackend.objects.filter(pk=entry.pk).first()
         if fresh is None or fresh.probe_round == round_id:
-            health, changed = (fresh.health if fresh else entry.health), False
-            break
+            health = fresh.health if fresh else entry.health
+            return _outcome(entry, seen, replace(step, health=health), False)
         entry = fresh  # another probe moved the state first: apply ours on top of it
-    else:
-        health, changed = entry.health, False
-    return ProbeOutcome(
-        entry.pk, entry.model_name, probe_kind(entry), entry.endpoint_url, health, changed,
-        seen, present, loaded,
-    )  # fmt: skip
+    return _outcome(entry, seen, replace(step, health=entry.health), False)
+
+
+# The columns one round writes, in the order of the VALUES rows below, with their SQL types
+# (PostgreSQL types a VALUES column from its first row, so every parameter is cast).
+_STEP_COLUMNS = (
+    ("health", "varchar(16)"),
+    ("probe_failures", "integer"),
+    ("probe_successes", "integer"),
+    ("health_error", "varchar(500)"),
+    ("probe_latency_ms", "double precision"),
+    ("model_present", "boolean"),
+    ("model_loaded", "boolean"),
+)
+_BATCH = 500
+
+
+def _apply_unchanged(
+    steps: Sequence[tuple[LLMBackend, Observation, _Step]], round_id: str, now: Any
+) -> set[int]:
+    """Apply the steps in one UPDATE per batch; return the ids of the entries it updated.
+
+    The conditions are ``_apply``'s: the entry is still in the state its step was computed
+    from, and this round is not applied to it yet. Why batched: one UPDATE per entry cost
+    about 1 ms each, 1 s of a 1,000-entry round.
+    """
+    if connection.vendor not in ("postgresql", "sqlite"):  # UPDATE ... FROM ... RETURNING
+        return set()
+    qn = connection.ops.quote_name
+    table = qn(LLMBackend._meta.db_table)
+    pk = qn(LLMBackend._meta.pk.column)  # type: ignore[union-attr]
+    state = ("health", "probe_failures", "probe_successes")
+    names = ["id", *(f"old_{c}" for c in state), *(c for c, _ in _STEP_COLUMNS)]
+    types = ["integer", "varchar(16)", "integer", "integer", *(t for _, t in _STEP_COLUMNS)]
+    row = "(" + ", ".join(f"CAST(%s AS {t})" for t in types) + ")"
+    sets = ", ".join(f"{qn(c)} = seen.{c}" for c, _ in _STEP_COLUMNS)
+    where = " AND ".join(f"{table}.{qn(c)} = seen.old_{c}" for c in state)
+    applied: set[int] = set()
+    for i in range(0, len(steps), _BATCH):
+        batch = steps[i : i + _BATCH]
+        params: list[Any] = []
+        for entry, seen, step in batch:
+            params += [
+                entry.pk, entry.health, entry.probe_failures, entry.probe_successes,
+                step.health, step.failures, step.successes, step.error[:500],
+                seen.latency_ms, step.present, step.loaded,
+            ]  # fmt: skip
+        sql = (
+            f"WITH seen ({', '.join(names)}) AS (VALUES {', '.join([row] * len(batch))}) "
+            f"UPDATE {table} SET {sets}, {qn('probe_round')} = %s, "
+            f"{qn('health_checked_at')} = %s FROM seen "
+            f"WHERE {table}.{pk} = seen.id AND {where} AND {table}.{qn('probe_round')} <> %s "
+            f"RETURNING {table}.{pk}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, round_id, now, round_id])
+            applied.update(r[0] for r in cursor.fetchall())
+    return applied
+
+
+def _apply_round(
+    entries: Sequence[LLMBackend],
+    seen: Sequence[Observation],
+    round_id: str,
+    now: Any,
+    history: list[HealthCheck],
+) -> list[ProbeOutcome]:
+    """Apply a round's observations: in batches, then one by one where the state moved."""
+    steps = [(e, o, _step(e, o)) for e, o in zip(entries, seen, strict=True)]
+    applied = _apply_unchanged(steps, round_id, now)
+    outcomes = []
+    for entry, observation, step in steps:
+        if entry.pk in applied:
+            history.append(_check(entry.pk, observation, step, now))
+            outcomes.append(_outcome(entry, observation, step, step.health != entry.health))
+        else:
+            # Moved by another writer since it was read, or this round is already applied:
+            # re-read and apply on top, or change nothing (``_apply``).
+            outcomes.append(_apply(entry, observation, round_id, now, history))
+    return outcomes
 
 
 def probe_entries(
@@ -362,6 +460,6 @@ def probe_entries(
     history: list[HealthCheck] = []
     # One transaction: a round's state changes and its records commit together, once.
     with transaction.atomic():
-        outcomes = [_apply(e, seen[key[e.pk]], round_id, now, history) for e in entries]
+        outcomes = _apply_round(entries, [seen[key[e.pk]] for e in entries], round_id, now, history)
         HealthCheck.objects.bulk_create(history)
     return outcomes

@@ -88,3 +88,40 @@ def etag_for(body: Any) -> str:
     """A strong ETag of a JSON-serialisable body, stable across key order."""
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
     return f'"{digest}"'
+
+
+def entries_for_metrics() -> QuerySet[LLMBackend]:
+    """Every enabled entry with the health and probe fields /metrics exports, by id."""
+    return (
+        LLMBackend.objects.filter(enabled=True)
+        .order_by("pk")
+        .only(
+            "pk",
+            "model_name",
+            "backend_type",
+            "health",
+            "health_checked_at",
+            "probe_failures",
+            "probe_successes",
+            "probe_latency_ms",
+            "total_requests",
+            "total_errors",
+            "avg_latency_ms",
+            "avg_tokens_per_sec",
+        )
+    )
+
+
+def probe_counts_since(since: Any) -> dict[tuple[int, bool], int]:
+    """Count probe records since a time, by (entry id, ok)."""
+    from django.db.models import Count
+
+    from backends.models import HealthCheck
+
+    rows = (
+        HealthCheck.objects.filter(checked_at__gte=since)
+        .order_by()
+        .values("entry_id", "ok")
+        .annotate(n=Count("id"))
+    )
+    return {(row["entry_id"], row["ok"]): row["n"] for row in rows}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import uvicorn
+
+from routing.logs import configure_logging
 
 from .app import create_app
 from .settings import from_argv
@@ -14,10 +15,9 @@ from .settings import from_argv
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, check the model folders exist, and serve until interrupted."""
     settings = from_argv(argv)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # routing/logs.py's format (JSON lines with ATHENA_LOG_FORMAT=json or ATHENA_DEBUG=false,
+    # else key=value), with the request id of each request and secrets redacted.
+    configure_logging(service="mlx_server", level=settings.log_level)
     missing = [
         str(p) for p in (*settings.model_paths, *settings.aliases.values()) if not p.exists()
     ]
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         port=settings.port,
         log_level=settings.log_level,
         access_log=False,
+        log_config=None,  # keep the format above; uvicorn's loggers propagate to it
         # Streams still open at shutdown are cut after this long; then engines stop.
         timeout_graceful_shutdown=10,
     )

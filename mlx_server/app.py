@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator
 import mlx.core as mx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .errors import APIError, InvalidRequest
+from .metrics import RequestLog, ServerMetrics
 from .ollama_routes import OllamaRoutes
 from .openai_routes import OpenAIRoutes
 from .provider import ModelProvider
@@ -32,6 +34,7 @@ def _device() -> str:
 def create_app(settings: ServerSettings) -> Starlette:
     """Create the ASGI app for these settings."""
     provider = ModelProvider(settings)
+    metrics = ServerMetrics(provider, settings)
     started = time.time()
 
     async def health(request: Request) -> Response:
@@ -81,6 +84,7 @@ def create_app(settings: ServerSettings) -> Starlette:
 
     routes = [
         Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics.endpoint, methods=["GET"]),
         *OpenAIRoutes(provider).routes(),
         *OllamaRoutes(provider).routes(),
     ]
@@ -88,6 +92,7 @@ def create_app(settings: ServerSettings) -> Starlette:
         routes=routes,
         exception_handlers={APIError: api_error, HTTPException: http_error},
         lifespan=lifespan,
+        middleware=[Middleware(RequestLog, metrics=metrics)],
     )
     app.state.provider = provider
     return app

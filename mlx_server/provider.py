@@ -156,6 +156,7 @@ class ModelProvider:
             max_batch_size=self.settings.max_batch_size,
             max_queue=self.settings.max_queue,
             retry_after_s=self.settings.retry_after_s,
+            stream_interval_s=self.settings.stream_interval_ms / 1000,
         )
         try:
             weights = await engine.start()

@@ -57,6 +57,11 @@ class ServerSettings:
     default_max_tokens: int = 512
     retry_after_s: int = 1
     log_level: str = "info"
+    # Least time between two wakes of the event loop for streamed tokens (see engine.py):
+    # a fast model streams a few tokens per chunk instead of paying framing per token.
+    stream_interval_ms: float = 5.0
+    # GET /metrics answers loopback clients only unless this is true (ATHENA_METRICS_PUBLIC).
+    metrics_public: bool = False
 
 
 def _parse_alias(value: str) -> tuple[str, Path]:
@@ -101,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-alive", type=float, default=None, help="default keep-alive in seconds"
     )
     parser.add_argument("--default-max-tokens", type=int, default=None)
+    parser.add_argument(
+        "--stream-interval-ms",
+        type=float,
+        default=None,
+        help="least time between streamed chunks of fast models; 0 = every token (default 5)",
+    )
     parser.add_argument("--log-level", default=None)
     return parser
 
@@ -136,4 +147,11 @@ def from_argv(argv: list[str] | None = None) -> ServerSettings:
         default_keep_alive_s=keep_alive,
         default_max_tokens=args.default_max_tokens or _env_int("MLX_DEFAULT_MAX_TOKENS", 512),
         log_level=args.log_level or os.environ.get("MLX_LOG_LEVEL", "info"),
+        stream_interval_ms=(
+            args.stream_interval_ms
+            if args.stream_interval_ms is not None
+            else _env_float("MLX_STREAM_INTERVAL_MS", 5.0)
+        ),
+        metrics_public=os.environ.get("ATHENA_METRICS_PUBLIC", "").strip().lower()
+        in {"1", "true", "yes", "on"},
     )

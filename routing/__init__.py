@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from routing import logs  # stdlib only: the shared log format and request id
 from routing._exceptions import (
     AllTargetsFailed,
     InvalidRequest,
@@ -23,6 +24,7 @@ from routing._exceptions import (
     RouterClosed,
     RoutingError,
     StreamInterrupted,
+    TargetFailure,
     UpstreamConnectError,
     UpstreamError,
     UpstreamProtocolError,
@@ -34,6 +36,7 @@ from routing._types import (
     GenerateResult,
     GenerationRequest,
     Route,
+    Started,
     StreamEvent,
     Target,
     TextDelta,
@@ -64,9 +67,11 @@ __all__ = [
     "RouteLookupError",
     "RouterClosed",
     "RoutingError",
+    "Started",
     "StreamEvent",
     "StreamInterrupted",
     "Target",
+    "TargetFailure",
     "TextDelta",
     "UpstreamConnectError",
     "UpstreamError",
@@ -76,6 +81,7 @@ __all__ = [
     "backend_class",
     "backend_kinds",
     "get_llm_router",
+    "logs",
     "register_backend",
 ]
 

@@ -11,7 +11,8 @@
     │   ├── UpstreamProtocolError   malformed body, stream cut, no final chunk (falls back)
     │   └── UpstreamStatusError     an HTTP error status; 429 and 5xx fall back, any other
     │                               4xx is the caller's error and is raised at once
-    ├── AllTargetsFailed        every target of the chain failed or was skipped
+    ├── AllTargetsFailed        every target of the chain failed or was skipped; its
+    │                           ``failures`` are TargetFailure entries, one per target
     └── StreamInterrupted       a stream failed after content was already yielded
 
 httpx's exceptions never leave the package: backends map them to ``UpstreamError``.
@@ -19,6 +20,7 @@ httpx's exceptions never leave the package: backends map them to ``UpstreamError
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ __all__ = [
     "RouterClosed",
     "RoutingError",
     "StreamInterrupted",
+    "TargetFailure",
     "UpstreamConnectError",
     "UpstreamError",
     "UpstreamProtocolError",
@@ -114,15 +117,36 @@ class UpstreamStatusError(UpstreamError):
         self.error_kind = "http_5xx" if status_code >= 500 else "http_4xx"
 
 
+@dataclass(frozen=True, slots=True)
+class TargetFailure:
+    """Why one target of a chain did not serve a call.
+
+    ``kind`` is the UpstreamError's ``error_kind`` (``connect``, ``timeout``, ``protocol``,
+    ``http_5xx``), ``http_429`` for a 429, or, for a target that was not called,
+    ``circuit_open`` or ``unknown_backend`` (``error`` is then None).
+    """
+
+    target: Target
+    kind: str
+    reason: str
+    error: UpstreamError | None = None
+
+    @classmethod
+    def from_error(cls, target: Target, error: UpstreamError) -> TargetFailure:
+        kind = "http_429" if error.status_code == 429 else error.error_kind
+        return cls(target, kind, error.message, error)
+
+
 class AllTargetsFailed(RoutingError):
     """Every target of the model's chain failed; ``failures`` says why, target by target."""
 
-    def __init__(self, model: str, failures: list[tuple[Target, str]]) -> None:
+    def __init__(self, model: str, failures: list[TargetFailure]) -> None:
         self.model = model
         self.failures = failures
         lines = [
-            f"  {i}. {t.backend_type} {t.endpoint_url} ({t.upstream_model}): {why}"
-            for i, (t, why) in enumerate(failures, 1)
+            f"  {i}. {f.target.backend_type} {f.target.endpoint_url} "
+            f"({f.target.upstream_model}): {f.reason}"
+            for i, f in enumerate(failures, 1)
         ]
         super().__init__(
             f"all {len(failures)} targets failed for model '{model}':\n" + "\n".join(lines)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -20,6 +20,7 @@ from routing._exceptions import (
     AllTargetsFailed,
     RouterClosed,
     StreamInterrupted,
+    TargetFailure,
     UpstreamError,
     UpstreamProtocolError,
 )
@@ -30,6 +31,7 @@ from routing._types import (
     GenerateResult,
     GenerationRequest,
     Route,
+    Started,
     StreamEvent,
     Target,
     TextDelta,
@@ -73,6 +75,7 @@ class LLMRouter:
         metrics_batch: int = 500,
         metrics_interval: float = 1.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        on_sample: Callable[[Mapping[str, Any]], None] | None = None,
     ) -> None:
         self._client = httpx.AsyncClient(
             limits=httpx.Limits(
@@ -116,6 +119,9 @@ class LLMRouter:
             batch_size=metrics_batch,
             interval=metrics_interval,
         )
+        # Called with every attempt's sample (the dict shipped to the admin), even with
+        # metrics shipping off: how a host process (the gateway) feeds its own metrics.
+        self._on_sample = on_sample
         self._closed = False
 
     # -- public calls ----------------------------------------------------------------------
@@ -259,6 +265,23 @@ class LLMRouter:
         return self._routes.admin_lookups
 
     @property
+    def metrics_buffered(self) -> int:
+        """Samples waiting to be sent to the admin."""
+        return self._metrics.buffered
+
+    def route_ages(self) -> dict[str, float]:
+        """Seconds since each cached route was fetched (or revalidated) from the admin.
+
+        Routes from a routes file are left out (they never age); a route served from the
+        cache during an admin outage keeps ageing, which is what makes the outage visible.
+        """
+        return self._routes.ages()
+
+    def has_route(self, model: str) -> bool:
+        """Whether the model has a known route now (routes file or cache), without a look-up."""
+        return self._routes.has_route(model)
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
@@ -284,7 +307,10 @@ class LLMRouter:
     # -- the routing loop ------------------------------------------------------------------
 
     async def events(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
-        """Serve a request: yield TextDelta events, then one Finish with the routing stats.
+        """Serve a request: yield Started, TextDelta events, then one Finish with the stats.
+
+        ``Started(target, fallback)`` comes once, right before the first TextDelta (or before
+        the Finish of an answer with no text), when the serving target is known.
 
         Targets are tried in order. A target fails over to the next on a connection error,
         timeout, 429, 5xx or broken protocol, but only while no text has been yielded; any
@@ -297,16 +323,24 @@ class LLMRouter:
         if any(t.health != "down" for t in targets):
             targets = tuple(t for t in targets if t.health != "down")
         primary = route.targets[0] if route.targets else None
-        failures: list[tuple[Target, str]] = []
+        failures: list[TargetFailure] = []
         last = len(targets) - 1
         for i, target in enumerate(targets):
             backend = self.backend(target.backend_type)
             if backend is None:
-                failures.append((target, f"unknown backend type '{target.backend_type}'"))
+                failures.append(
+                    TargetFailure(
+                        target, "unknown_backend", f"unknown backend type '{target.backend_type}'"
+                    )
+                )
                 continue
             breaker = self._breakers.get(target.key)
             if not breaker.allow() and i < last:
-                failures.append((target, "skipped: circuit open after repeated failures"))
+                failures.append(
+                    TargetFailure(
+                        target, "circuit_open", "skipped: circuit open after repeated failures"
+                    )
+                )
                 continue
             fallback = target is not primary
             started_wall = time.time()
@@ -318,14 +352,20 @@ class LLMRouter:
             try:
                 async for event in upstream:
                     if type(event) is TextDelta:
+                        if not event.text:
+                            continue  # Started promises content: an empty piece is none
                         if ttft is None:
                             ttft = time.perf_counter() - started
+                            # From here on this target serves the call (no fallback after text).
+                            yield Started(target, fallback)
                         chars += len(event.text)
                         yield event
                     else:
                         finish = event  # type: ignore[assignment]
                 if finish is None:
                     raise UpstreamProtocolError("answer ended without final stats", target=target)
+                if ttft is None:
+                    yield Started(target, fallback)  # an answer with no text
             except UpstreamError as exc:
                 if exc.status_code == 429:
                     breaker.record_neutral()
@@ -354,7 +394,7 @@ class LLMRouter:
                     request.model,
                     exc,
                 )
-                failures.append((target, exc.message))
+                failures.append(TargetFailure.from_error(target, exc))
                 continue
             except (asyncio.CancelledError, GeneratorExit):
                 breaker.record_neutral()
@@ -423,29 +463,31 @@ class LLMRouter:
         error_kind: str | None,
         status_code: int | None,
     ) -> None:
-        if not self._metrics.enabled:
+        if not self._metrics.enabled and self._on_sample is None:
             return
-        self._metrics.record(
-            {
-                "entry_id": target.entry_id,
-                "model": request.model,
-                "backend_type": target.backend_type,
-                "endpoint_url": target.endpoint_url,
-                "started_at": started_wall,  # formatted when batched, off the request path
-                "ok": error_kind is None,
-                "error_kind": error_kind,
-                "status_code": status_code,
-                "latency_ms": finish.latency_ms
-                if finish
-                else (time.perf_counter() - started) * 1000,
-                "ttft_ms": finish.ttft_ms if finish else (None if ttft is None else ttft * 1000),
-                "prompt_tokens": finish.prompt_tokens if finish else None,
-                "completion_tokens": finish.completion_tokens if finish else None,
-                "tokens_per_sec": finish.tokens_per_sec if finish else None,
-                "fallback": fallback,
-                "stream": request.stream,
-            }
-        )
+        sample = {
+            "entry_id": target.entry_id,
+            "model": request.model,
+            "backend_type": target.backend_type,
+            "endpoint_url": target.endpoint_url,
+            "started_at": started_wall,  # formatted when batched, off the request path
+            "ok": error_kind is None,
+            "error_kind": error_kind,
+            "status_code": status_code,
+            "latency_ms": finish.latency_ms if finish else (time.perf_counter() - started) * 1000,
+            "ttft_ms": finish.ttft_ms if finish else (None if ttft is None else ttft * 1000),
+            "prompt_tokens": finish.prompt_tokens if finish else None,
+            "completion_tokens": finish.completion_tokens if finish else None,
+            "tokens_per_sec": finish.tokens_per_sec if finish else None,
+            "fallback": fallback,
+            "stream": request.stream,
+        }
+        if self._on_sample is not None:
+            try:
+                self._on_sample(sample)
+            except Exception:  # an observer's bug must never fail the call
+                logger.exception("routing: the on_sample observer failed")
+        self._metrics.record(sample)
 
     async def _collect(self, request: GenerationRequest) -> GenerateResult:
         parts: list[str] = []
@@ -453,8 +495,8 @@ class LLMRouter:
         async for event in self.events(request):
             if type(event) is TextDelta:
                 parts.append(event.text)
-            else:
-                finish = event  # type: ignore[assignment]
+            elif type(event) is Finish:
+                finish = event
         assert finish is not None
         return build_result(finish, "".join(parts))
 
@@ -493,7 +535,7 @@ class ResponseStream:
     """An answer being streamed: ``async for text in stream`` yields text as it arrives.
 
     When the loop ends, ``result`` holds the same dict generate() returns. ``events()``
-    gives the typed events instead (TextDelta..., Finish) for re-rendering in a protocol.
+    gives the typed events instead (Started, TextDelta..., Finish) for re-rendering.
     Use ``async with`` (or ``aclose()``) to close the upstream stream when stopping early.
     """
 
@@ -515,7 +557,8 @@ class ResponseStream:
             if type(event) is TextDelta:
                 self._parts.append(event.text)
                 return event.text
-            self._finished(event)  # type: ignore[arg-type]
+            if type(event) is Finish:
+                self._finished(event)
 
     async def _texts(self) -> AsyncIterator[str]:
         parts = self._parts
@@ -523,20 +566,20 @@ class ResponseStream:
             if type(event) is TextDelta:
                 parts.append(event.text)
                 yield event.text
-            else:
-                self._finished(event)  # type: ignore[arg-type]
+            elif type(event) is Finish:
+                self._finished(event)
 
     def _finished(self, finish: Finish) -> None:
         self.finish = finish
         self.result = build_result(finish, "".join(self._parts))
 
     async def events(self) -> AsyncIterator[StreamEvent]:
-        """Yield the typed events: TextDelta..., then Finish."""
+        """Yield the typed events: Started, TextDelta..., then Finish."""
         async for event in self._events:
             if type(event) is TextDelta:
                 self._parts.append(event.text)
-            else:
-                self._finished(event)  # type: ignore[arg-type]
+            elif type(event) is Finish:
+                self._finished(event)
             yield event
 
     async def aclose(self) -> None:

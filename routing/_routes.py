@@ -30,13 +30,16 @@ logger = logging.getLogger("routing")
 
 
 class _Entry:
-    __slots__ = ("route", "etag", "expires", "stale_since")
+    __slots__ = ("route", "etag", "expires", "stale_since", "fetched")
 
-    def __init__(self, route: Route | None, etag: str | None, expires: float) -> None:
+    def __init__(
+        self, route: Route | None, etag: str | None, expires: float, fetched: float
+    ) -> None:
         self.route = route  # None: the admin said 404 and defaults are off
         self.etag = etag
         self.expires = expires
         self.stale_since: float | None = None
+        self.fetched = fetched  # when the admin last gave (or confirmed) this answer
 
 
 def parse_route(obj: Any, *, source: str, default_ollama_url: str) -> Route:
@@ -142,6 +145,18 @@ class RouteTable:
             task.add_done_callback(lambda _t: self._inflight.pop(model, None))
         return await asyncio.shield(task)
 
+    def ages(self) -> dict[str, float]:
+        """Seconds since each cached route was fetched or revalidated, by model."""
+        now = self._clock()
+        return {m: now - e.fetched for m, e in self._entries.items() if e.route is not None}
+
+    def has_route(self, model: str) -> bool:
+        """Whether a route for the model is known now, from the file or the cache."""
+        if model in self._file:
+            return True
+        entry = self._entries.get(model)
+        return entry is not None and entry.route is not None
+
     def default_route(self, model: str) -> Route:
         target = Target(
             backend_type="ollama",
@@ -167,6 +182,7 @@ class RouteTable:
         if status == 304 and entry is not None and entry.route is not None:
             self._recovered(model, entry)
             entry.expires = now + self._ttl
+            entry.fetched = now
             return entry.route
         if status == 200:
             try:
@@ -177,7 +193,7 @@ class RouteTable:
                 return self._outage(model, entry, f"malformed route: {exc}")
             if entry is not None:
                 self._recovered(model, entry)
-            self._entries[model] = _Entry(route, response.headers.get("etag"), now + self._ttl)
+            self._entries[model] = _Entry(route, response.headers.get("etag"), now + self._ttl, now)
             return route
         if status == 404:
             # The admin's answer, not an outage: the model has no enabled entry.
@@ -189,9 +205,9 @@ class RouteTable:
                         self._default_url,
                     )
                 route = self.default_route(model)
-                self._entries[model] = _Entry(route, None, now + self._ttl)
+                self._entries[model] = _Entry(route, None, now + self._ttl, now)
                 return route
-            self._entries[model] = _Entry(None, None, now + self._ttl)
+            self._entries[model] = _Entry(None, None, now + self._ttl, now)
             raise ModelNotConfigured(model)
         if status in (401, 403) and (entry is None or entry.route is None):
             raise RouteLookupError(
@@ -225,7 +241,7 @@ class RouteTable:
             self._default_url,
         )
         route = self.default_route(model)
-        self._entries[model] = _Entry(route, None, now + self._outage_retry)
+        self._entries[model] = _Entry(route, None, now + self._outage_retry, now)
         return route
 
     def _recovered(self, model: str, entry: _Entry) -> None:

@@ -14,6 +14,7 @@ __all__ = [
     "GenerationRequest",
     "HEALTH_STATES",
     "Route",
+    "Started",
     "StreamEvent",
     "Target",
     "TextDelta",
@@ -200,6 +201,19 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class Started:
+    """The target that serves the call: yielded once, before its first TextDelta (or Finish).
+
+    Why: a gateway sends its response headers (naming the backend) with the first content,
+    before the Finish that carries the routing fields. Failed attempts before it yield nothing.
+    ``fallback`` is True when the target is not the chain's first.
+    """
+
+    target: Target
+    fallback: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Finish:
     """The last event of every stream: why generation stopped, token counts and timings.
 
@@ -227,7 +241,7 @@ class Finish:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-StreamEvent = TextDelta | Finish
+StreamEvent = TextDelta | Started | Finish
 
 
 class GenerateResult(TypedDict):

@@ -23,6 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from athena_admin.gateway import create_app
+    from routing.logs import configure_logging
+
+    # routing/logs.py's format (JSON lines in production), tagged as the gateway; uvicorn's
+    # own loggers propagate to it (log_config=None below). At `info`, one line per request.
+    configure_logging(service="gateway", level=args.log_level)
 
     app = create_app()
     # One process, one event loop, one router (its connection pool and route cache are
@@ -35,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         http="auto",
         lifespan="on",
         access_log=False,
+        log_config=None,
         log_level=args.log_level,
         timeout_graceful_shutdown=5,
     )

@@ -14,61 +14,18 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from starlette.types import Receive, Scope, Send
 
 from athena_admin.gateway.errors import GatewayError
-from routing import Finish, GenerationRequest, LLMRouter, RoutingError, Target, TextDelta
+from routing import Finish, GenerationRequest, RoutingError, Started, TextDelta
 
 if TYPE_CHECKING:
     from athena_admin.gateway.app import Gateway
 
-__all__ = ["GatewayRouter", "Renderer", "RoutedAnswer", "Timing", "overhead_headers"]
-
-# The target the router is calling for the current request: set by the traced backends when
-# the router starts a target, read when the first content arrives (X-Athena-Backend).
-_SERVING: ContextVar[list[Target | None]] = ContextVar("athena_gateway_serving")
-
-
-class _TracedBackend:
-    """A backend that notes which target the router started, then delegates."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def events(self, target: Target, request: GenerationRequest) -> Any:
-        slot = _SERVING.get(None)
-        if slot is not None:
-            slot[0] = target
-        return self._inner.events(target, request)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-class GatewayRouter(LLMRouter):
-    """LLMRouter whose backends report the target serving each request.
-
-    Why: the router's event stream says which target served only in its final ``Finish``,
-    but a streamed answer's headers go out with the first content (see the report on
-    routing/ for the API that would make this subclass unnecessary).
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._traced: dict[str, _TracedBackend] = {}
-
-    def backend(self, kind: str) -> Any:
-        traced = self._traced.get(kind)
-        if traced is None:
-            inner = super().backend(kind)
-            if inner is None:
-                return None
-            traced = self._traced[kind] = _TracedBackend(inner)
-        return traced
+__all__ = ["Renderer", "RoutedAnswer", "Timing", "overhead_headers"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +97,10 @@ class RoutedAnswer:
         # Send straight to the server: the outer wrapper's header injection is not needed.
         send = scope.get("athena.send", send)
         scope["athena.answered"] = True
+        scope["athena.model"] = self._request.model  # for the gateway's request metrics
         task = asyncio.current_task()
         assert task is not None
         watcher = asyncio.ensure_future(self._watch(receive, task))
-        token = _SERVING.set([None])
         try:
             if self._request.stream:
                 await self._stream(send, started)
@@ -157,7 +114,6 @@ class RoutedAnswer:
         finally:
             self._finished = True
             watcher.cancel()
-            _SERVING.reset(token)
 
     async def _watch(self, receive: Receive, task: asyncio.Task[Any]) -> None:
         while True:
@@ -189,8 +145,8 @@ class RoutedAnswer:
             async for event in events:
                 if type(event) is TextDelta:
                     parts.append(event.text)
-                else:
-                    finish = event  # type: ignore[assignment]
+                elif type(event) is Finish:
+                    finish = event
         except RoutingError as exc:
             await self._error(send, exc, started, time.perf_counter() - begun)
             return
@@ -214,7 +170,6 @@ class RoutedAnswer:
 
     async def _stream(self, send: Send, started: float) -> None:
         renderer = self._renderer
-        slot = _SERVING.get()
         # The router runs in a producer task feeding a queue, so that what it has already
         # produced when the client's socket is written goes out in one write: each upstream
         # chunk still becomes its own NDJSON line or SSE event, but a fast upstream's burst
@@ -228,8 +183,12 @@ class RoutedAnswer:
             if isinstance(item, RoutingError):
                 await self._error(send, item, started, first_at - begun)
                 return
-            target = slot[0]
-            label = _backend_label(target.backend_type, target.endpoint_url) if target else "none"
+            # The router announces the serving target (Started) right before its first event
+            # with content, so the headers can name it.
+            label = "none"
+            if type(item) is Started:
+                label = _backend_label(item.target.backend_type, item.target.endpoint_url)
+                item = await queue.get()
             headers = [
                 (b"content-type", renderer.stream_media_type),
                 (b"cache-control", b"no-cache"),

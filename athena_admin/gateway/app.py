@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -16,13 +17,15 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from athena_admin.gateway import ollama, openai
-from athena_admin.gateway.answer import GatewayRouter, overhead_headers
+from athena_admin.gateway.answer import overhead_headers
 from athena_admin.gateway.auth import Authenticator
 from athena_admin.gateway.catalog import ModelCatalog
 from athena_admin.gateway.config import GatewayConfig
 from athena_admin.gateway.errors import GatewayError, from_routing_error
+from athena_admin.gateway.metrics import GatewayMetrics, is_loopback
 from athena_admin.gateway.transport import LeanTransport
 from routing import LLMRouter, ModelNotConfigured, RoutingError
+from routing.logs import clean_request_id, new_request_id, reset_request_id, set_request_id
 
 __all__ = ["Gateway", "GatewayApp", "create_app"]
 
@@ -30,6 +33,9 @@ __all__ = ["Gateway", "GatewayApp", "create_app"]
 _OPEN_PATHS = frozenset({"/", "/api/version", "/health"})
 
 logger = logging.getLogger(__name__)
+# One line per request at INFO, with its request id (and status, duration, model as fields).
+_access_log = logging.getLogger("athena_admin.gateway.access")
+_QUIET_PATHS = frozenset({"/health", "/metrics"})  # polled: counted, not logged
 
 
 class Gateway:
@@ -41,6 +47,7 @@ class Gateway:
         self._owns_router = router is None
         self.auth = Authenticator(config)
         self.catalog = ModelCatalog(lambda: self.router, ttl=config.models_cache_seconds)
+        self.metrics = GatewayMetrics(lambda: self._router, max_models=config.metrics_max_models)
 
     @property
     def router(self) -> LLMRouter:
@@ -54,7 +61,8 @@ class Gateway:
             options = dict(c.router_options)
             if c.lean_transport and "transport" not in options:
                 options["transport"] = LeanTransport()
-            self._router = GatewayRouter(
+            options.setdefault("on_sample", self.metrics.observe_sample)
+            self._router = LLMRouter(
                 c.admin_url,
                 service_key=c.service_key,
                 routes_file=c.routes_file,
@@ -102,9 +110,54 @@ class GatewayApp:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        # A request id follows the request: the client's X-Request-ID if it is safe, else a
+        # new one; in every log line (routing.logs), sent upstream, and returned to the client.
+        rid = _incoming_request_id(scope) or new_request_id()
+        rid_header = (b"x-request-id", rid.encode())
+        token = set_request_id(rid)
+        status = 500
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), rid_header]
+            await send(message)
+
+        try:
+            await self._serve(scope, receive, send_tracked, started)
+        finally:
+            seconds = time.perf_counter() - started
+            path: str = scope["path"]
+            model = scope.get("athena.model")
+            self.gateway.metrics.observe_request(
+                protocol=_protocol(path).__name__.rsplit(".", 1)[-1],
+                path=path,
+                model=model,
+                status=status,
+                seconds=seconds,
+            )
+            if _access_log.isEnabledFor(logging.INFO) and path not in _QUIET_PATHS:
+                _access_log.info(
+                    "%s %s %d",
+                    scope["method"],
+                    path,
+                    status,
+                    extra={
+                        "status": status,
+                        "duration_ms": round(seconds * 1000, 3),
+                        "model": model,
+                    },
+                )
+            reset_request_id(token)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, started: float) -> None:
         scope["athena.started"] = started
         scope["athena.send"] = send
         path: str = scope["path"]
+        if path == "/metrics":
+            await self._metrics(scope, send, started)
+            return
         if path not in _OPEN_PATHS:
             api_key, authorization = _credentials(scope)
             client = scope.get("client")
@@ -145,6 +198,42 @@ class GatewayApp:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    async def _metrics(self, scope: Scope, send: Send, started: float) -> None:
+        """GET /metrics: loopback clients, service keys, or anyone when metrics are public."""
+        client = scope.get("client")
+        allowed = self.gateway.config.metrics_public or is_loopback(client[0] if client else None)
+        if not allowed:
+            api_key, authorization = _credentials(scope)
+            try:
+                principal = await self.gateway.auth.authenticate(api_key, authorization, None)
+            except Exception:
+                principal = None
+            allowed = principal is not None and principal.kind == "service_key"
+        if not allowed:
+            error = GatewayError(
+                401,
+                "unauthorized: metrics are served to loopback clients and service keys",
+                code="invalid_api_key",
+                kind="invalid_request_error",
+            )
+            await _send_error(send, ollama, error, started, www_authenticate=True)
+            return
+        body = self.gateway.metrics.render()
+        headers = [
+            (b"content-type", CONTENT_TYPE_LATEST.encode()),
+            (b"content-length", str(len(body)).encode()),
+            *overhead_headers("gateway", time.perf_counter() - started),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            return clean_request_id(value.decode("latin-1"))
+    return None
 
 
 async def _send_error(

@@ -35,6 +35,10 @@ class GatewayConfig:
     models_cache_seconds: float = 2.0
     # Give the router the lean HTTP/1.1 transport (transport.py) instead of httpcore's pool.
     lean_transport: bool = True
+    # GET /metrics answers loopback clients and service keys; true: anyone (a private network).
+    metrics_public: bool = False
+    # Models named in metric labels; the rest share `model="other"` (bounded series).
+    metrics_max_models: int = 100
     router_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -57,6 +61,8 @@ class GatewayConfig:
             open_on_loopback=settings.ATHENA_GATEWAY_OPEN_ON_LOOPBACK,
             auth_cache_seconds=settings.ATHENA_GATEWAY_AUTH_CACHE_SECONDS,
             bearer_authenticator=import_string(hook_path) if hook_path else None,
+            metrics_public=settings.ATHENA_METRICS_PUBLIC,
+            metrics_max_models=settings.ATHENA_METRICS_MAX_MODELS,
         )
 
 

@@ -17,7 +17,7 @@ from routing import (
     UpstreamStatusError,
 )
 
-__all__ = ["GatewayError", "from_routing_error"]
+__all__ = ["GatewayError", "all_failed_status", "from_routing_error"]
 
 
 class GatewayError(Exception):
@@ -52,6 +52,26 @@ def invalid(field: str, message: str) -> GatewayError:
     return GatewayError(400, message, param=field, code="invalid_value")
 
 
+# Targets skipped for an open circuit breaker are "down" by the router's own reckoning.
+_UNREACHABLE = frozenset({"connect", "circuit_open"})
+_TIMED_OUT = frozenset({"timeout", "circuit_open"})
+
+
+def all_failed_status(exc: AllTargetsFailed) -> int:
+    """503 when no target could be reached, 504 when they all timed out, 502 otherwise.
+
+    As a proxy answers (RFC 9110 15.6.3-15.6.5): 503, nothing is serving the model right now;
+    504, the upstreams are there but too slow; 502, an upstream answered badly (5xx, 429,
+    a broken answer) or the failures were mixed.
+    """
+    kinds = {f.kind for f in exc.failures}
+    if kinds and kinds <= _UNREACHABLE:
+        return 503
+    if "timeout" in kinds and kinds <= _TIMED_OUT:
+        return 504
+    return 502
+
+
 def from_routing_error(
     exc: RoutingError, *, field_names: dict[str, str], available: list[str] | None
 ) -> GatewayError:
@@ -78,8 +98,7 @@ def from_routing_error(
             code="model_not_found",
         )
     if isinstance(exc, AllTargetsFailed):
-        # 502: the gateway reached (or tried to reach) every upstream and none answered well.
-        return GatewayError(502, str(exc), code="all_targets_failed")
+        return GatewayError(all_failed_status(exc), str(exc), code="all_targets_failed")
     if isinstance(exc, UpstreamStatusError):
         # A 4xx the upstream says is the request's fault: every target would refuse it alike.
         target = exc.target

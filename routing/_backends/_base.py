@@ -21,8 +21,17 @@ from routing._exceptions import (
     UpstreamTimeout,
 )
 from routing._types import GenerationRequest, StreamEvent, Target
+from routing.logs import REQUEST_ID_HEADER, get_request_id
 
-__all__ = ["Backend", "ProbeResult", "drain", "http_errors", "iter_lines", "raise_for_status"]
+__all__ = [
+    "Backend",
+    "ProbeResult",
+    "drain",
+    "http_errors",
+    "iter_lines",
+    "raise_for_status",
+    "request_headers",
+]
 
 _MAX_ERROR_BODY = 2000
 # How long to wait for a stream's body to end after its final chunk (see drain()).
@@ -88,6 +97,16 @@ class Backend(ABC):
             raise UpstreamProtocolError(
                 f"malformed JSON from backend: {snippet!r}", target=target
             ) from exc
+
+
+def request_headers() -> dict[str, str] | None:
+    """Headers every generation call carries: the caller's request id, when there is one.
+
+    The id comes from the ``routing.logs`` contextvar (the gateway sets it per request), so
+    a backend's log lines can be matched with the caller's.
+    """
+    rid = get_request_id()
+    return {REQUEST_ID_HEADER: rid} if rid else None
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from routing._backends._base import (
     http_errors,
     iter_lines,
     raise_for_status,
+    request_headers,
 )
 from routing._exceptions import UpstreamError, UpstreamProtocolError
 from routing._types import Finish, GenerationRequest, StreamEvent, Target, TextDelta
@@ -65,7 +66,9 @@ class OllamaBackend(Backend):
         timeout = self.timeout_for(target)
         if not request.stream:
             with http_errors(target):
-                response = await self._client.post(url, json=body, timeout=timeout)
+                response = await self._client.post(
+                    url, json=body, headers=request_headers(), timeout=timeout
+                )
                 await raise_for_status(response, target)
                 raw = response.content
             obj = self._chunk(self.parse_json(raw, target), target)
@@ -75,7 +78,9 @@ class OllamaBackend(Backend):
             yield _finish(obj)
             return
         with http_errors(target):
-            async with self._client.stream("POST", url, json=body, timeout=timeout) as response:
+            async with self._client.stream(
+                "POST", url, json=body, headers=request_headers(), timeout=timeout
+            ) as response:
                 await raise_for_status(response, target)
                 lines = iter_lines(response)
                 async for line in lines:

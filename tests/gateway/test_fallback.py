@@ -121,7 +121,7 @@ def test_a_stream_that_stalls_after_content_ends_with_an_error_instead_of_hangin
     assert time.monotonic() - started < 10
 
 
-def test_all_targets_down_is_a_502_with_each_targets_reason(http, entry, dead_url, openai_url, openai_behavior):  # fmt: skip
+def test_targets_failing_in_different_ways_are_a_502_with_each_reason(http, entry, dead_url, openai_url, openai_behavior):  # fmt: skip
     openai_behavior.status = 500
     openai_behavior.error_message = "GPU on fire"
     entry("backup", "mlx", openai_url)

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from mlx_server.settings import DEFAULT_PORT, from_argv
 
@@ -51,3 +52,15 @@ def test_it_serves_the_model_named_by_mlx_model_path(tiny_model_path: Path, tmp_
         assert httpx.get(f"{server.base_url}/v1/models").json()["data"][0]["id"] == MODEL_NAME
     finally:
         server.stop()
+
+
+def test_it_reads_the_stream_interval_from_the_flag_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("MLX_STREAM_INTERVAL_MS", raising=False)
+    assert from_argv(["--model", str(tmp_path)]).stream_interval_ms == 5.0
+    monkeypatch.setenv("MLX_STREAM_INTERVAL_MS", "2.5")
+    assert from_argv(["--model", str(tmp_path)]).stream_interval_ms == 2.5
+    # 0 (a chunk per token) must not fall back to the default.
+    flagged = from_argv(["--model", str(tmp_path), "--stream-interval-ms", "0"])
+    assert flagged.stream_interval_ms == 0

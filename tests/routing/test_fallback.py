@@ -134,7 +134,9 @@ async def test_when_every_target_fails_one_error_lists_each(
         and "HTTP 503: simulated failure" in message
         and "malformed JSON" in message
     )
-    assert [t.backend_type for t, _ in info.value.failures] == ["mlx", "openai", "ollama"]
+    assert [f.target.backend_type for f in info.value.failures] == ["mlx", "openai", "ollama"]
+    assert [f.kind for f in info.value.failures] == ["connect", "http_5xx", "protocol"]
+    assert info.value.failures[1].error.status_code == 503
 
 
 async def test_targets_marked_down_are_skipped_unless_all_are(

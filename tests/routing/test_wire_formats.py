@@ -6,7 +6,7 @@ import re
 import httpx
 import pytest
 
-from routing import Finish, GenerationRequest, Target, TextDelta
+from routing import Finish, GenerationRequest, Started, Target, TextDelta
 from routing._backends import backend_class
 from tests.routing.conftest import target
 
@@ -223,7 +223,8 @@ async def test_events_give_a_gateway_typed_deltas_and_finish(make_router, admin_
     admin_state.set_route("m", target("openai", openai_url, "gpt"))
     router = make_router()
     events = [e async for e in router.stream(model="m", prompt="hi", max_tokens=2).events()]
-    assert [e.text for e in events[:-1]] == ["Hello", ","]
+    assert type(events[0]) is Started and events[0].target.endpoint_url == openai_url
+    assert [e.text for e in events[1:-1]] == ["Hello", ","]
     finish = events[-1]
     assert (finish.finish_reason, finish.completion_tokens, finish.backend_type) == (
         "length",

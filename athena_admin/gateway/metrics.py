@@ -1,0 +1,258 @@
+"""The gateway's Prometheus metrics: its requests, every upstream attempt, the router's cache.
+
+Label sets stay bounded whatever clients send: ``model`` is the model's name only for models
+the router has a route for (the registry's), at most ``max_models`` of them, and ``other``
+beyond; ``entry`` is the registry entry's id (never the endpoint URL); ``endpoint`` is one of
+the gateway's own paths; statuses are classes (``2xx``), never raw codes.
+
+Upstream figures come from the router's per-attempt samples (``LLMRouter(on_sample=...)``),
+the same ones it ships to the admin, so the gateway and the admin's charts agree.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from routing import LLMRouter
+
+__all__ = ["BoundedLabels", "GatewayMetrics", "endpoint_label", "is_loopback", "status_class"]
+
+OTHER = "other"
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+TPS_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
+
+# The gateway's own paths (docs/gateway.md); anything else is counted as `other`.
+_ENDPOINTS = frozenset(
+    {
+        "/",
+        "/health",
+        "/metrics",
+        "/api/generate",
+        "/api/chat",
+        "/api/tags",
+        "/api/ps",
+        "/api/show",
+        "/api/version",
+        "/v1/completions",
+        "/v1/chat/completions",
+        "/v1/models",
+    }
+)
+
+
+def endpoint_label(path: str) -> str:
+    if path in _ENDPOINTS:
+        return path
+    if path.startswith("/v1/models/"):
+        return "/v1/models/{model}"
+    return OTHER
+
+
+def status_class(status: int) -> str:
+    return f"{status // 100}xx" if 100 <= status < 600 else OTHER
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class BoundedLabels:
+    """Map model names to label values: known models keep their name up to a cap."""
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+        self._named: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, model: str | None, known: bool) -> str:
+        if not model:
+            return OTHER
+        if model in self._named:
+            return model
+        if not known:
+            return OTHER
+        with self._lock:
+            if len(self._named) < self._cap:
+                self._named.add(model)
+                return model
+        return OTHER
+
+
+class _RouterCollector(Collector):
+    """Read the router's cache and counters at scrape time."""
+
+    def __init__(self, router: Callable[[], LLMRouter | None], labels: BoundedLabels) -> None:
+        self._router = router
+        self._labels = labels
+
+    def collect(self) -> Iterator[Any]:
+        router = self._router()
+        if router is None:
+            return
+        ages = router.route_ages()
+        age = GaugeMetricFamily(
+            "athena_router_route_age_seconds",
+            "Seconds since the router fetched (or revalidated) a cached route from the admin.",
+            labels=["model"],
+        )
+        other_age: float | None = None
+        for model, seconds in sorted(ages.items()):
+            label = self._labels(model, True)
+            if label == OTHER:
+                other_age = seconds if other_age is None else max(other_age, seconds)
+            else:
+                age.add_metric([label], seconds)
+        if other_age is not None:
+            age.add_metric([OTHER], other_age)  # the oldest of the models beyond the cap
+        yield age
+        yield GaugeMetricFamily(
+            "athena_router_routes_cached", "Routes in the router's cache.", value=len(ages)
+        )
+        yield GaugeMetricFamily(
+            "athena_router_route_age_max_seconds",
+            "Age of the oldest cached route (grows during an admin outage).",
+            value=max(ages.values(), default=0.0),
+        )
+        yield CounterMetricFamily(
+            "athena_router_admin_lookups",
+            "Route look-ups the router sent to the admin.",
+            value=router.admin_lookups,
+        )
+        yield CounterMetricFamily(
+            "athena_router_samples_dropped",
+            "Samples not delivered to the admin (buffer full or rejected).",
+            value=router.metrics_dropped,
+        )
+        yield GaugeMetricFamily(
+            "athena_router_samples_buffered",
+            "Samples waiting to be sent to the admin.",
+            value=router.metrics_buffered,
+        )
+
+
+class GatewayMetrics:
+    """One gateway's metrics in its own registry (two gateways in a process never mix)."""
+
+    def __init__(self, router: Callable[[], LLMRouter | None], *, max_models: int = 100) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._router = router
+        self.models = BoundedLabels(max_models)
+        r = self.registry
+        self.requests = Counter(
+            "athena_gateway_requests",
+            "Requests answered by the gateway.",
+            ["protocol", "endpoint", "model", "status_class"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "athena_gateway_request_duration_seconds",
+            "Time from a request's arrival to the end of its answer (the whole stream).",
+            ["protocol", "endpoint"],
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.attempts = Counter(
+            "athena_upstream_requests",
+            "Calls to an upstream target (each fallback attempt counts).",
+            ["model", "backend_type", "entry"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "athena_upstream_errors",
+            "Failed upstream calls, by error kind (connect, timeout, http_4xx, http_5xx, "
+            "protocol, cancelled).",
+            ["model", "backend_type", "entry", "error_kind"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "athena_fallbacks",
+            "Answers served by a target other than the first of the model's chain.",
+            ["model", "backend_type", "entry"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "athena_upstream_latency_seconds",
+            "Latency of successful upstream calls, to the last byte.",
+            ["model", "backend_type"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "athena_upstream_ttft_seconds",
+            "Time to first token of successful upstream calls.",
+            ["model", "backend_type"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.tokens_per_second = Histogram(
+            "athena_upstream_tokens_per_second",
+            "Generation speed of successful upstream calls.",
+            ["model", "backend_type"],
+            buckets=TPS_BUCKETS,
+            registry=r,
+        )
+        self.completion_tokens = Counter(
+            "athena_upstream_completion_tokens",
+            "Tokens generated by upstreams.",
+            ["model", "backend_type"],
+            registry=r,
+        )
+        r.register(_RouterCollector(router, self.models))
+
+    def model_label(self, model: str | None) -> str:
+        if not model:
+            return OTHER
+        router = self._router()
+        return self.models(model, router is not None and router.has_route(model))
+
+    def observe_request(
+        self, *, protocol: str, path: str, model: str | None, status: int, seconds: float
+    ) -> None:
+        endpoint = endpoint_label(path)
+        label = self.model_label(model) if model else "none"
+        self.requests.labels(protocol, endpoint, label, status_class(status)).inc()
+        self.request_seconds.labels(protocol, endpoint).observe(seconds)
+
+    def observe_sample(self, sample: Mapping[str, Any]) -> None:
+        """Record one upstream attempt (the router's ``on_sample`` hook)."""
+        model = self.model_label(sample.get("model"))
+        backend = str(sample.get("backend_type") or OTHER)
+        entry_id = sample.get("entry_id")
+        entry = "none" if entry_id is None else str(entry_id)
+        self.attempts.labels(model, backend, entry).inc()
+        if not sample.get("ok"):
+            kind = str(sample.get("error_kind") or "protocol")
+            self.errors.labels(model, backend, entry, kind).inc()
+            return
+        if sample.get("fallback"):
+            self.fallbacks.labels(model, backend, entry).inc()
+        latency = sample.get("latency_ms")
+        if latency is not None:
+            self.latency.labels(model, backend).observe(latency / 1000)
+        ttft = sample.get("ttft_ms")
+        if ttft is not None:
+            self.ttft.labels(model, backend).observe(ttft / 1000)
+        tps = sample.get("tokens_per_sec")
+        if tps is not None:
+            self.tokens_per_second.labels(model, backend).observe(tps)
+        tokens = sample.get("completion_tokens")
+        if tokens:
+            self.completion_tokens.labels(model, backend).inc(tokens)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
