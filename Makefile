@@ -26,6 +26,7 @@ test: .venv/.installed
 lint: .venv/.installed
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/mypy routing mlx_server athena_admin backends
 
 # Every benchmark, each printing a table of ratios against a reference measured in the same
 # run; the figures go to docs/benchmarks.md. Needs PostgreSQL for the Celery benchmarks.

@@ -6,6 +6,7 @@ for PostgreSQL, REDIS_URL for the Celery broker, ATHENA_DEBUG=false for producti
 
 import json
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -105,7 +106,7 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 # A registry body is a few hundred bytes; refuse anything large before parsing it.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("ATHENA_MAX_BODY_BYTES", 1024 * 1024)
 
-REST_FRAMEWORK = {
+REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "backends.api.authentication.ServiceKeyAuthentication",
         # Bearer tokens that are not service keys: Athena-issued first (a local look-up),
@@ -148,6 +149,9 @@ ATHENA_RESOLVE_BACKEND_HOSTS = env_bool("ATHENA_RESOLVE_BACKEND_HOSTS", True)
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 ATHENA_SAMPLE_RETENTION_DAYS = env_int("ATHENA_SAMPLE_RETENTION_DAYS", 30)
+# A sample whose model load (Ollama's load_duration) took longer than this many ms is a
+# cold start: counted as such, its load time kept on the entry, never a failure.
+ATHENA_COLD_START_MS = env_float("ATHENA_COLD_START_MS", 1000.0)
 ATHENA_PROBE_TIMEOUT_SECONDS = env_float("ATHENA_PROBE_TIMEOUT_SECONDS", 5.0)
 
 # One format for every Athena process (routing/logs.py): JSON lines when ATHENA_LOG_FORMAT=json

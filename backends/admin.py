@@ -15,7 +15,7 @@ from backends.models import FallbackLink, Health, LLMBackend, RequestSample, Ser
 from backends.probes import probe_entries
 from backends.registry_yaml import registry_to_yaml
 
-_BADGE = {
+_BADGE: dict[str, str] = {
     Health.HEALTHY: "#1a7f37",
     Health.DEGRADED: "#9a6700",
     Health.DOWN: "#cf222e",
@@ -62,6 +62,7 @@ class LLMBackendAdmin(admin.ModelAdmin):
         "last_error",
         "tokens_per_sec",
         "latency_ms",
+        "load_time",
         "total_requests",
         "total_errors",
     ]
@@ -80,6 +81,8 @@ class LLMBackendAdmin(admin.ModelAdmin):
         "model_loaded",
         "avg_tokens_per_sec",
         "avg_latency_ms",
+        "last_load_ms",
+        "last_cold_start_at",
         "total_requests",
         "total_errors",
         "created_by",
@@ -114,6 +117,8 @@ class LLMBackendAdmin(admin.ModelAdmin):
                     "model_loaded",
                     "avg_tokens_per_sec",
                     "avg_latency_ms",
+                    "last_load_ms",
+                    "last_cold_start_at",
                     "total_requests",
                     "total_errors",
                 ]
@@ -145,6 +150,17 @@ class LLMBackendAdmin(admin.ModelAdmin):
     @admin.display(description="latency ms", ordering="avg_latency_ms")
     def latency_ms(self, entry: LLMBackend) -> str:
         return "" if entry.avg_latency_ms is None else f"{entry.avg_latency_ms:.0f}"
+
+    @admin.display(description="last load ms", ordering="last_cold_start_at")
+    def load_time(self, entry: LLMBackend) -> str:
+        """The newest cold start's model-load time; its date in the tooltip."""
+        if entry.last_load_ms is None or entry.last_cold_start_at is None:
+            return ""
+        return format_html(
+            '<span title="cold start at {}">{}</span>',
+            entry.last_cold_start_at.isoformat(timespec="seconds"),
+            f"{entry.last_load_ms:.0f}",
+        )
 
     def save_model(self, request: HttpRequest, obj: LLMBackend, form: Any, change: bool) -> None:
         if not change:
@@ -226,6 +242,7 @@ class RequestSampleAdmin(admin.ModelAdmin):
         "error_kind",
         "latency_ms",
         "ttft_ms",
+        "load_ms",
         "tokens_per_sec",
         "fallback",
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db.models import Count, Q
 from django.db.models.functions import TruncHour
@@ -13,7 +14,7 @@ from django.utils.safestring import SafeString, mark_safe
 from backends.models import Health, HealthCheck, HourlyRollup, LLMBackend
 
 WIDTH, HEIGHT, PAD = 600, 120, 4
-_COLOURS = {
+_COLOURS: dict[str, str] = {
     Health.HEALTHY: "#1a7f37",
     Health.DEGRADED: "#d4a72c",
     Health.DOWN: "#cf222e",
@@ -118,9 +119,10 @@ def entry_charts(entry: LLMBackend, *, now: datetime | None = None) -> SafeStrin
         )
         worst: dict[datetime, str] = {}
         for c in checks:
+            counts: dict[str, Any] = dict(c)
             state = Health.UNKNOWN
             for name in (Health.DOWN, Health.DEGRADED, Health.HEALTHY):
-                if c[name]:
+                if counts[name]:
                     state = name
                     break
             worst[c["hour"]] = state

@@ -104,8 +104,9 @@ def _worst_health_per_hour(since: datetime) -> dict[int, dict[datetime, str]]:
     )
     worst: dict[int, dict[datetime, str]] = defaultdict(dict)
     for row in rows:
-        worst[row["entry_id"]][row["hour"]] = next(
-            (state for state in _WORST_FIRST if row[state]), _UNKNOWN
+        counts: dict[str, Any] = dict(row)
+        worst[counts["entry_id"]][counts["hour"]] = next(
+            (state for state in _WORST_FIRST if counts[state]), _UNKNOWN
         )
     return worst
 
@@ -155,7 +156,14 @@ def _sample_counts(since: datetime) -> dict[int | None, dict[str, int]]:
             fallbacks=Count("pk", filter=Q(fallback=True)),
         )
     )
-    return {row.pop("entry_id"): row for row in rows}
+    return {
+        row["entry_id"]: {
+            "requests": row["requests"],
+            "errors": row["errors"],
+            "fallbacks": row["fallbacks"],
+        }
+        for row in rows
+    }
 
 
 def _traffic_chart(since: datetime, slots: list[datetime]) -> SafeString:

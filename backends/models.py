@@ -17,7 +17,7 @@ MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9:._-]|/(?!/))*$")
 
 
 def is_model_name(value: str) -> bool:
-    return bool(MODEL_NAME_RE.match(value)) and ".." not in value and not value.endswith("/")
+    return bool(MODEL_NAME_RE.fullmatch(value)) and ".." not in value and not value.endswith("/")
 
 
 def validate_model_name(value: str) -> None:
@@ -82,6 +82,13 @@ class LLMBackend(models.Model):
     avg_latency_ms = models.FloatField(null=True, blank=True)
     total_requests = models.IntegerField(default=0)
     total_errors = models.IntegerField(default=0)
+    # The newest cold start a router reported (a sample whose load_ms exceeded
+    # ATHENA_COLD_START_MS): its model-load time and when it started. Ingest writes both
+    # together, only from a sample newer than the one they hold.
+    last_load_ms = models.FloatField(
+        null=True, blank=True, help_text="Model-load time of the newest cold start."
+    )
+    last_cold_start_at = models.DateTimeField(null=True, blank=True)
 
     max_tokens = models.IntegerField(default=2048, validators=[MinValueValidator(1)])
     temperature_default = models.FloatField(
@@ -203,6 +210,7 @@ class RequestSample(models.Model):
     status_code = models.IntegerField(null=True)
     latency_ms = models.FloatField()
     ttft_ms = models.FloatField(null=True)
+    load_ms = models.FloatField(null=True)  # Ollama's load_duration; null where not reported
     prompt_tokens = models.IntegerField(null=True)
     completion_tokens = models.IntegerField(null=True)
     tokens_per_sec = models.FloatField(null=True)
@@ -230,6 +238,7 @@ class HealthCheck(models.Model):
     error = models.CharField(max_length=200, blank=True)
     model_present = models.BooleanField(null=True)
     model_loaded = models.BooleanField(null=True)
+    backend_version = models.CharField(max_length=64, blank=True)  # Ollama's /api/version
 
     class Meta:
         ordering = ["-checked_at"]
@@ -255,6 +264,8 @@ class HourlyRollup(models.Model):
     avg_ttft_ms = models.FloatField(null=True)
     tps_samples = models.IntegerField(default=0)
     avg_tokens_per_sec = models.FloatField(null=True)
+    cold_starts = models.IntegerField(default=0)  # samples with load_ms > ATHENA_COLD_START_MS
+    avg_load_ms = models.FloatField(null=True)  # the mean load_ms of those cold starts
     computed_at = models.DateTimeField()
 
     class Meta:

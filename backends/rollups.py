@@ -1,7 +1,8 @@
 """Hourly roll-ups of request samples, computed by the database, written with upserts.
 
 One row per (entry, UTC hour): requests, errors, and over the successful calls the mean and
-p95 latency, mean time to first token and mean tokens/s. A run recomputes every hour that
+p95 latency, mean time to first token and mean tokens/s; and the cold starts (samples whose
+load_ms exceeds ATHENA_COLD_START_MS) with their mean load time. A run recomputes every hour that
 received a sample since the last run (plus an overlap), whole: the upsert replaces a row,
 never adds to it, so running twice, or again after a worker died mid-run, changes nothing.
 
@@ -18,6 +19,7 @@ totals stay lifetime figures.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -34,7 +36,7 @@ _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 _COLUMNS = (
     "entry_id, hour, requests, errors, ok_requests, avg_latency_ms, p95_latency_ms, "
-    "avg_ttft_ms, tps_samples, avg_tokens_per_sec, computed_at"
+    "avg_ttft_ms, tps_samples, avg_tokens_per_sec, cold_starts, avg_load_ms, computed_at"
 )
 _UPSERT = """
     ON CONFLICT (entry_id, hour) DO UPDATE SET
@@ -42,6 +44,7 @@ _UPSERT = """
         ok_requests = excluded.ok_requests, avg_latency_ms = excluded.avg_latency_ms,
         p95_latency_ms = excluded.p95_latency_ms, avg_ttft_ms = excluded.avg_ttft_ms,
         tps_samples = excluded.tps_samples, avg_tokens_per_sec = excluded.avg_tokens_per_sec,
+        cold_starts = excluded.cold_starts, avg_load_ms = excluded.avg_load_ms,
         computed_at = excluded.computed_at
     RETURNING entry_id
 """
@@ -83,6 +86,8 @@ def _sql_percentile_cont(since: datetime | None) -> str:
             avg(s.ttft_ms) FILTER (WHERE s.ok),
             count(s.tokens_per_sec) FILTER (WHERE s.ok),
             avg(s.tokens_per_sec) FILTER (WHERE s.ok),
+            count(*) FILTER (WHERE s.load_ms > %(cold_ms)s),
+            avg(s.load_ms) FILTER (WHERE s.load_ms > %(cold_ms)s),
             %(now)s
         FROM backends_requestsample s {join}
         WHERE {where}
@@ -103,7 +108,8 @@ def _sql_window(since: datetime | None) -> str:
         WITH {with_clause}
         picked AS (
             SELECT s.entry_id AS entry_id, {_hour("s.started_at")} AS hour, s.ok AS ok,
-                   s.latency_ms AS latency_ms, s.ttft_ms AS ttft_ms, s.tokens_per_sec AS tps
+                   s.latency_ms AS latency_ms, s.ttft_ms AS ttft_ms, s.tokens_per_sec AS tps,
+                   s.load_ms AS load_ms
             FROM backends_requestsample s {join}
             WHERE {where}
         ),
@@ -127,13 +133,15 @@ def _sql_window(since: datetime | None) -> str:
                 max(frac) AS frac,
                 avg(CASE WHEN ok THEN ttft_ms END) AS avg_ttft_ms,
                 count(CASE WHEN ok THEN tps END) AS tps_samples,
-                avg(CASE WHEN ok THEN tps END) AS avg_tps
+                avg(CASE WHEN ok THEN tps END) AS avg_tps,
+                sum(CASE WHEN load_ms > %(cold_ms)s THEN 1 ELSE 0 END) AS cold_starts,
+                avg(CASE WHEN load_ms > %(cold_ms)s THEN load_ms END) AS avg_load_ms
             FROM ranked GROUP BY entry_id, hour
         )
         INSERT INTO backends_hourlyrollup ({_COLUMNS})
         SELECT entry_id, hour, requests, errors, ok_requests, avg_latency_ms,
             v_lo + frac * (coalesce(v_hi, v_lo) - v_lo),
-            avg_ttft_ms, tps_samples, avg_tps, %(now)s
+            avg_ttft_ms, tps_samples, avg_tps, cold_starts, avg_load_ms, %(now)s
         FROM grouped WHERE true
         {_UPSERT}
     """
@@ -160,7 +168,12 @@ def _run(since: datetime | None, *, method: str | None = None) -> set[int]:
         method = "percentile_cont" if connection.vendor == "postgresql" else "window"
     build = _sql_percentile_cont if method == "percentile_cont" else _sql_window
     adapt = connection.ops.adapt_datetimefield_value
-    params = {"now": adapt(now), "oldest": adapt(oldest), "since": adapt(since)}
+    params = {
+        "now": adapt(now),
+        "oldest": adapt(oldest),
+        "since": adapt(since),
+        "cold_ms": float(settings.ATHENA_COLD_START_MS),
+    }
     with connection.cursor() as cursor:
         cursor.execute(build(since), params)
         entry_ids = {row[0] for row in cursor.fetchall()}
@@ -200,7 +213,7 @@ def prune_old_records(*, batch_size: int = 10_000) -> tuple[int, int]:
         total = 0
         while True:
             # Short batches keep each DELETE's locks and WAL small on a busy table.
-            ids = list(
+            ids: list[Any] = list(
                 model.objects.filter(**{f"{field}__lt": cutoff}).values_list("pk", flat=True)[
                     :batch_size
                 ]

@@ -8,10 +8,11 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, QuerySet
+from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
@@ -164,6 +165,22 @@ def service_keys_revoke(*, keys: QuerySet[ServiceKey]) -> int:
 # --- request samples ---
 
 
+def is_cold_start(load_ms: float | None) -> bool:
+    """A call that waited for a model load: slow for a reason, and never a failure."""
+    return load_ms is not None and load_ms > settings.ATHENA_COLD_START_MS
+
+
+def _newest_cold_starts(samples: Iterable[RequestSample]) -> dict[int, RequestSample]:
+    newest: dict[int, RequestSample] = {}
+    for s in samples:
+        if s.entry_id is None or not is_cold_start(s.load_ms):
+            continue
+        seen = newest.get(s.entry_id)
+        if seen is None or s.started_at > seen.started_at:
+            newest[s.entry_id] = s
+    return newest
+
+
 def _counter_updates(samples: Iterable[RequestSample]) -> dict[int, dict[str, float]]:
     totals: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for s in samples:
@@ -182,11 +199,21 @@ def _counter_updates(samples: Iterable[RequestSample]) -> dict[int, dict[str, fl
     return totals
 
 
-def _apply_counters(entry_id: int, t: dict[str, float]) -> None:
+def _apply_counters(entry_id: int, t: dict[str, float], cold: RequestSample | None) -> None:
     updates: dict[str, Any] = {
         "total_requests": F("total_requests") + int(t["requests"]),
         "total_errors": F("total_errors") + int(t["errors"]),
     }
+    if cold is not None:
+        # Monotonic: only a cold start newer than the one the entry holds replaces it, so a
+        # late re-sent batch cannot put an older load time back.
+        newer = Q(last_cold_start_at__isnull=True) | Q(last_cold_start_at__lt=cold.started_at)
+        updates["last_load_ms"] = Case(
+            When(newer, then=Value(cold.load_ms)), default=F("last_load_ms")
+        )
+        updates["last_cold_start_at"] = Case(
+            When(newer, then=Value(cold.started_at)), default=F("last_cold_start_at")
+        )
     # Running means over successful calls. In one UPDATE every F() reads the old row,
     # so old_mean * old_ok + new_sum over old_ok + new_ok is exact.
     old_ok = Greatest(F("total_requests") - F("total_errors"), 0)
@@ -212,8 +239,9 @@ def _ingest_once(samples: Sequence[dict[str, Any]]) -> tuple[int, int]:
         if s["id"] not in known
     ]
     RequestSample.objects.bulk_create(fresh)
+    cold = _newest_cold_starts(fresh)
     for entry_id, totals in _counter_updates(fresh).items():
-        _apply_counters(entry_id, totals)
+        _apply_counters(entry_id, totals, cold.get(entry_id))
     return len(fresh), len(samples) - len(fresh)
 
 

@@ -476,6 +476,11 @@ class LLMRouter:
             "status_code": status_code,
             "latency_ms": finish.latency_ms if finish else (time.perf_counter() - started) * 1000,
             "ttft_ms": finish.ttft_ms if finish else (None if ttft is None else ttft * 1000),
+            # Ollama's load_duration (a model load before answering); the OpenAI protocol
+            # reports none: null.
+            "load_ms": None
+            if finish is None or finish.load_duration_ns is None
+            else finish.load_duration_ns / 1e6,
             "prompt_tokens": finish.prompt_tokens if finish else None,
             "completion_tokens": finish.completion_tokens if finish else None,
             "tokens_per_sec": finish.tokens_per_sec if finish else None,

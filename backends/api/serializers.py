@@ -7,6 +7,13 @@ from rest_framework import serializers
 from backends.models import BackendType, LLMBackend, RequestSample, validate_model_name
 
 
+class FallbackNamesField(serializers.ListField):
+    """Written as model names; read back as the entry's fallback chain, in order."""
+
+    def get_attribute(self, instance: LLMBackend) -> list[str]:
+        return [link.fallback.model_name for link in instance.fallback_links.all()]
+
+
 class LLMBackendSerializer(serializers.ModelSerializer):
     """The plan's LLMBackendCreate/LLMBackendResponse, plus the fields Athena adds."""
 
@@ -17,14 +24,15 @@ class LLMBackendSerializer(serializers.ModelSerializer):
             "invalid_choice": "'{input}' is not a backend type; use ollama, mlx, openai or auto."
         },
     )
-    fallbacks = serializers.ListField(
+    fallbacks = FallbackNamesField(
         child=serializers.CharField(max_length=255),
         required=False,
         max_length=16,
-        write_only=True,
         help_text="Model names of other entries to try, in order, when this one fails.",
     )
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = LLMBackend
@@ -65,7 +73,6 @@ class LLMBackendSerializer(serializers.ModelSerializer):
 
     def to_representation(self, instance: LLMBackend) -> dict[str, Any]:
         data = super().to_representation(instance)
-        data["fallbacks"] = [link.fallback.model_name for link in instance.fallback_links.all()]
         data["upstream_model"] = instance.resolved_upstream_model
         return data
 
@@ -94,17 +101,30 @@ class RouteListSerializer(serializers.Serializer):
     routes = RouteSerializer(many=True)
 
 
+# Integer columns are 32-bit on PostgreSQL and ids 64-bit: a larger number would fail in the
+# database (a 500), so the API refuses it with a 400.
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+
+
 class SampleSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField()
-    entry_id = serializers.IntegerField(allow_null=True, required=False)
+    entry_id = serializers.IntegerField(
+        min_value=1, max_value=INT64_MAX, allow_null=True, required=False
+    )
     error_kind = serializers.ChoiceField(
         choices=RequestSample.ErrorKind.choices, allow_null=True, required=False
     )
     latency_ms = serializers.FloatField(min_value=0)
     ttft_ms = serializers.FloatField(min_value=0, allow_null=True, required=False)
+    load_ms = serializers.FloatField(min_value=0, allow_null=True, required=False)
     tokens_per_sec = serializers.FloatField(min_value=0, allow_null=True, required=False)
-    prompt_tokens = serializers.IntegerField(min_value=0, allow_null=True, required=False)
-    completion_tokens = serializers.IntegerField(min_value=0, allow_null=True, required=False)
+    prompt_tokens = serializers.IntegerField(
+        min_value=0, max_value=INT32_MAX, allow_null=True, required=False
+    )
+    completion_tokens = serializers.IntegerField(
+        min_value=0, max_value=INT32_MAX, allow_null=True, required=False
+    )
 
     class Meta:
         model = RequestSample
@@ -120,6 +140,7 @@ class SampleSerializer(serializers.ModelSerializer):
             "status_code",
             "latency_ms",
             "ttft_ms",
+            "load_ms",
             "prompt_tokens",
             "completion_tokens",
             "tokens_per_sec",
@@ -133,7 +154,7 @@ class SampleSerializer(serializers.ModelSerializer):
 
 
 class SampleBatchSerializer(serializers.Serializer):
-    samples = SampleSerializer(many=True, max_length=1000, allow_empty=False)
+    samples = SampleSerializer(many=True, min_length=1, max_length=1000, allow_empty=False)
 
 
 class IngestResultSerializer(serializers.Serializer):

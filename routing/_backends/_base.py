@@ -51,6 +51,7 @@ class ProbeResult:
     # ``models_loaded``); None when it does not, which is not the same as "none loaded".
     loaded: tuple[str, ...] | None = None
     status_code: int | None = None
+    version: str | None = None  # the server's own version, where it says (Ollama /api/version)
 
 
 class Backend(ABC):

@@ -105,29 +105,39 @@ class OllamaBackend(Backend):
         return obj
 
     async def probe(self, endpoint_url: str, *, timeout: float = 5.0) -> ProbeResult:
-        """GET /api/tags lists the local models."""
+        """GET /api/version, /api/tags (the local models), /api/ps (those in memory).
+
+        One after another on the client's pooled connection; none of them loads a model.
+        A failing /api/version or /api/tags fails the probe; /api/ps only informs. The
+        latency is /api/tags' round trip, the same figure as before /api/version was asked.
+        """
+        base = endpoint_url.rstrip("/")
+        version: Any = None
         started = time.perf_counter()
         try:
             with http_errors(None):
-                response = await self._client.get(
-                    endpoint_url.rstrip("/") + "/api/tags", timeout=timeout
-                )
-            ms = (time.perf_counter() - started) * 1000
+                response = await self._client.get(base + "/api/version", timeout=timeout)
+                if response.status_code == 200:
+                    version = response.json().get("version")
+                    tags_started = time.perf_counter()
+                    response = await self._client.get(base + "/api/tags", timeout=timeout)
             if response.status_code != 200:
                 return ProbeResult(
                     False,
-                    ms,
+                    (time.perf_counter() - started) * 1000,
                     error=f"HTTP {response.status_code}",
                     error_kind="http_5xx" if response.status_code >= 500 else "http_4xx",
                     status_code=response.status_code,
                 )
+            ms = (time.perf_counter() - tags_started) * 1000
             models = tuple(m.get("name", "") for m in response.json().get("models", []))
             return ProbeResult(
                 True,
                 ms,
                 models=models,
-                loaded=await self._loaded(endpoint_url, timeout),
+                loaded=await self._loaded(base, timeout),
                 status_code=200,
+                version=version if isinstance(version, str) else None,
             )
         except UpstreamError as exc:
             return ProbeResult(
@@ -144,13 +154,11 @@ class OllamaBackend(Backend):
                 error_kind="protocol",
             )
 
-    async def _loaded(self, endpoint_url: str, timeout: float) -> tuple[str, ...] | None:
+    async def _loaded(self, base: str, timeout: float) -> tuple[str, ...] | None:
         """GET /api/ps lists the models in memory (never loads one); None if it cannot say."""
         try:
             with http_errors(None):
-                response = await self._client.get(
-                    endpoint_url.rstrip("/") + "/api/ps", timeout=timeout
-                )
+                response = await self._client.get(base + "/api/ps", timeout=timeout)
             if response.status_code != 200:
                 return None
             return tuple(m.get("name", "") for m in response.json().get("models", []))

@@ -22,6 +22,8 @@ class Knobs:
     redirect_to: str | None = None
     body: str = "secret internal stack trace"  # the body of an error answer
     requests: list[str] = field(default_factory=list)
+    broken: dict[str, int] = field(default_factory=dict)  # path -> the status it answers
+    client_ports: list[int] = field(default_factory=list)  # one per request: its connection
     in_flight: int = 0
     max_in_flight: int = 0
 
@@ -29,6 +31,8 @@ class Knobs:
 def probe_app(knobs: Knobs) -> Starlette:
     async def answer(request: Request, payload: object) -> Response:
         knobs.requests.append(request.url.path)
+        if request.client is not None:
+            knobs.client_ports.append(request.client.port)
         knobs.in_flight += 1
         knobs.max_in_flight = max(knobs.max_in_flight, knobs.in_flight)
         try:
@@ -36,14 +40,18 @@ def probe_app(knobs: Knobs) -> Starlette:
                 await asyncio.sleep(knobs.delay)
             if knobs.redirect_to:
                 return RedirectResponse(knobs.redirect_to, status_code=302)
-            if knobs.status != 200:
-                return Response(knobs.body, status_code=knobs.status)
+            status = knobs.broken.get(request.url.path, knobs.status)
+            if status != 200:
+                return Response(knobs.body, status_code=status)
             return JSONResponse(payload)
         finally:
             knobs.in_flight -= 1
 
     async def tags(request: Request) -> Response:  # Ollama
         return await answer(request, {"models": [{"name": m} for m in knobs.models]})
+
+    async def version(request: Request) -> Response:  # Ollama
+        return await answer(request, {"version": "0.6.3"})
 
     async def ps(request: Request) -> Response:  # Ollama
         return await answer(request, {"models": [{"name": m} for m in knobs.loaded]})
@@ -57,6 +65,7 @@ def probe_app(knobs: Knobs) -> Starlette:
 
     return Starlette(
         routes=[
+            Route("/api/version", version),
             Route("/api/tags", tags),
             Route("/api/ps", ps),
             Route("/v1/models", models),

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from backends.models import LLMBackend
+from backends.models import LLMBackend, is_model_name
 
 
 @pytest.fixture
@@ -58,3 +58,14 @@ def test_unknown_api_paths_answer_json_404(client: Any) -> None:
         response = client.get(path)
         assert response.status_code == 404, path
         assert response.json() == {"detail": "Not found."}
+
+
+def test_a_trailing_newline_never_reaches_a_stored_model_name(client: Any) -> None:
+    assert not is_model_name("abc\n")
+    response = client.post(
+        "/api/llm-backends",
+        {"model_name": "abc\n", "backend_type": "ollama", "endpoint_url": "http://127.0.0.1:1"},
+        format="json",
+    )
+    assert response.status_code == 201  # the API trims surrounding whitespace
+    assert LLMBackend.objects.get().model_name == "abc"

@@ -52,7 +52,34 @@ def test_it_reads_loaded_models_from_ollama_ps(make_entry, server, knobs, fast_s
     knobs.loaded = ("llama3.2:latest",)
     entry = _probe(make_entry("llama3.2", endpoint_url=server.url))
     assert (entry.model_present, entry.model_loaded) == (True, True)
-    assert knobs.requests == ["/api/tags", "/api/ps"]
+    assert knobs.requests == ["/api/version", "/api/tags", "/api/ps"]
+
+
+def test_an_ollama_probe_asks_its_three_questions_on_one_connection(
+    make_entry, server, knobs, fast_settings
+):
+    entry = _probe(make_entry("phi3:mini", endpoint_url=server.url))
+    assert entry.health == "healthy"
+    assert knobs.requests == ["/api/version", "/api/tags", "/api/ps"]  # nothing that loads
+    assert len(knobs.client_ports) == 3 and len(set(knobs.client_ports)) == 1
+    assert HealthCheck.objects.get(entry=entry).backend_version == "0.6.3"
+
+
+@pytest.mark.parametrize("path", ["/api/version", "/api/tags"])
+def test_a_failing_version_or_tags_fails_an_ollama_probe(
+    make_entry, server, knobs, fast_settings, path
+):
+    knobs.broken = {path: 500}
+    entry = _probe(make_entry("phi3:mini", endpoint_url=server.url))
+    assert entry.probe_failures == 1
+    assert entry.health_error == "HTTP 500"
+    assert knobs.requests[-1] == path and "/api/ps" not in knobs.requests
+
+
+def test_a_failing_ps_only_leaves_loaded_unknown(make_entry, server, knobs, fast_settings):
+    knobs.broken = {"/api/ps": 500}
+    entry = _probe(make_entry("phi3:mini", endpoint_url=server.url))
+    assert (entry.health, entry.model_present, entry.model_loaded) == ("healthy", True, None)
 
 
 def test_it_reads_mlx_health(make_entry, server, knobs, fast_settings):
@@ -125,14 +152,14 @@ def test_redirects_are_not_followed(make_entry, server, knobs, fast_settings):
     entry = _probe(make_entry(endpoint_url=server.url))
     assert entry.probe_failures == 1
     assert entry.health_error == "HTTP 302 (redirects are not followed)"
-    assert knobs.requests == ["/api/tags"]
+    assert knobs.requests == ["/api/version"]
 
 
 def test_entries_sharing_an_endpoint_share_one_probe(make_entry, server, knobs, fast_settings):
     a = make_entry("phi3:mini", endpoint_url=server.url)
     b = make_entry("phi3:mini-synthesis", endpoint_url=server.url, upstream_model="phi3:mini")
     probe_entries(entry_ids=[a.pk, b.pk])
-    assert knobs.requests == ["/api/tags", "/api/ps"]
+    assert knobs.requests == ["/api/version", "/api/tags", "/api/ps"]
     assert set(LLMBackend.objects.values_list("health", flat=True)) == {"healthy"}
 
 
@@ -143,7 +170,13 @@ def test_one_host_is_probed_one_request_at_a_time(make_entry, server, knobs, fas
     make_entry("gpt", backend_type="openai", endpoint_url=server.url)
     make_entry("mlx-m", backend_type="mlx", endpoint_url=server.url + "/", upstream_model="m")
     probe_entries()
-    assert sorted(knobs.requests) == ["/api/ps", "/api/tags", "/health", "/v1/models"]
+    assert sorted(knobs.requests) == [
+        "/api/ps",
+        "/api/tags",
+        "/api/version",
+        "/health",
+        "/v1/models",
+    ]
     assert knobs.max_in_flight == 1
 
 

@@ -66,6 +66,8 @@ def figures(entry: LLMBackend) -> list[tuple]:
                 r.avg_ttft_ms,
                 r.tps_samples,
                 r.avg_tokens_per_sec,
+                r.cold_starts,
+                r.avg_load_ms,
             )
         )  # fmt: skip
         for r in HourlyRollup.objects.filter(entry=entry).order_by("hour")
@@ -74,10 +76,10 @@ def figures(entry: LLMBackend) -> list[tuple]:
 
 EXPECTED_A = [
     # p95 of 100, 200, 300, 400: pos = 0.95 * 3 = 2.85 -> 300 + 0.85 * (400 - 300) = 385
-    (HOUR, 5, 1, 4, 250.0, 385.0, 25.0, 3, 60.0),
-    (HOUR + timedelta(hours=1), 1, 0, 1, 1000.0, 1000.0, None, 1, 10.0),
+    (HOUR, 5, 1, 4, 250.0, 385.0, 25.0, 3, 60.0, 0, None),
+    (HOUR + timedelta(hours=1), 1, 0, 1, 1000.0, 1000.0, None, 1, 10.0, 0, None),
 ]
-EXPECTED_B = [(HOUR, 2, 2, 0, None, None, None, 0, None)]
+EXPECTED_B = [(HOUR, 2, 2, 0, None, None, None, 0, None, 0, None)]
 
 
 @pytest.mark.parametrize("method", ["percentile_cont", "window"])
@@ -134,8 +136,15 @@ def test_the_window_fallback_equals_percentile_cont(make_entry, seed):
         for hour in range(3):
             for _ in range(rng.choice([1, 2, 3, 20, 97])):
                 at = timedelta(hours=hour, seconds=rng.randrange(3600))
+                load = rng.choice([None, 5.0, rng.random() * 3000])
                 batch.append(
-                    sample(entry, at, ok=rng.random() > 0.1, latency_ms=rng.random() * 900)
+                    sample(
+                        entry,
+                        at,
+                        ok=rng.random() > 0.1,
+                        latency_ms=rng.random() * 900,
+                        load_ms=load,
+                    )
                 )
     samples_ingest(samples=batch)
     rollup_all(method="percentile_cont")
@@ -144,3 +153,36 @@ def test_the_window_fallback_equals_percentile_cont(make_entry, seed):
     rollup_all(method="window")
     for entry in entries:
         assert figures(entry) == exact[entry.pk]
+
+
+@pytest.mark.parametrize("method", ["percentile_cont", "window"])
+def test_cold_starts_and_their_mean_load_time_by_hand(make_entry, settings, method):
+    settings.ATHENA_COLD_START_MS = 1000
+    c = make_entry("gamma")
+    m = timedelta(minutes=1)
+    samples_ingest(
+        samples=[
+            sample(c, 1 * m, latency_ms=3500.0, load_ms=3000.0),
+            sample(c, 2 * m, latency_ms=1800.0, load_ms=1500.0),
+            sample(c, 3 * m, latency_ms=1200.0, load_ms=1000.0),  # not over: warm
+            sample(c, 4 * m, latency_ms=100.0, load_ms=5.0),
+            sample(c, 5 * m, latency_ms=100.0),  # an OpenAI-protocol call: no load_ms
+            sample(c, 61 * m, latency_ms=2300.0, load_ms=2000.0),
+        ]
+    )
+    rollup_all(method=method)
+    rows = [(r[0], r[1], r[2], r[-2], r[-1]) for r in figures(c)]
+    # hour 1: cold starts 3000 and 1500 -> 2, mean 2250; hour 2: one of 2000.
+    assert rows == [
+        (HOUR, 5, 0, 2, 2250.0),
+        (HOUR + timedelta(hours=1), 1, 0, 1, 2000.0),
+    ]
+    c.refresh_from_db()
+    # The newest cold start's load time is on the entry; cold starts are not errors.
+    assert (c.last_load_ms, c.last_cold_start_at) == (2000.0, HOUR + 61 * m)
+    assert (c.total_requests, c.total_errors) == (6, 0)
+
+    settings.ATHENA_COLD_START_MS = 2500  # a stricter threshold, recomputed whole
+    rollup_all(method=method)
+    rows = [(r[0], r[-2], r[-1]) for r in figures(c)]
+    assert rows == [(HOUR, 1, 3000.0), (HOUR + timedelta(hours=1), 0, None)]

@@ -1,6 +1,7 @@
 """POST /api/metrics/samples: samples are stored once and update the registry's counters."""
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ def sample(entry_id: int | None, **fields: Any) -> dict[str, Any]:
         "status_code": 200,
         "latency_ms": 100.0,
         "ttft_ms": 10.0,
+        "load_ms": None,
         "prompt_tokens": 5,
         "completion_tokens": 50,
         "tokens_per_sec": 50.0,
@@ -96,4 +98,78 @@ def test_bad_batches_are_refused_whole(client: Any, body: Any, field: str) -> No
     response = client.post("/api/metrics/samples", body, format="json")
     assert response.status_code == 400
     assert response.json()["detail"].startswith(field)
+    assert RequestSample.objects.count() == 0
+
+
+# --- load times and cold starts ---
+
+
+def test_load_ms_is_stored_and_may_be_null_or_left_out(client: Any, make_entry: Any) -> None:
+    entry = make_entry("m")
+    without = sample(entry.pk)
+    del without["load_ms"]  # a router from before load_ms
+    batch = [sample(entry.pk, load_ms=12.5), sample(entry.pk, load_ms=None), without]
+    response = client.post("/api/metrics/samples", {"samples": batch}, format="json")
+    assert response.status_code == 202
+    stored = {str(s.id): s.load_ms for s in RequestSample.objects.all()}
+    assert stored == {batch[0]["id"]: 12.5, batch[1]["id"]: None, batch[2]["id"]: None}
+    entry.refresh_from_db()
+    # 12.5 ms is a loaded model's bookkeeping, not a cold start.
+    assert (entry.last_load_ms, entry.last_cold_start_at) == (None, None)
+
+
+def test_the_newest_cold_start_is_kept_on_the_entry(
+    client: Any, make_entry: Any, settings: Any
+) -> None:
+    settings.ATHENA_COLD_START_MS = 1000
+    entry = make_entry("m")
+    now = timezone.now()
+    at = [(now - timedelta(minutes=m)).isoformat() for m in (30, 20, 10)]
+    client.post(
+        "/api/metrics/samples",
+        {
+            "samples": [
+                sample(entry.pk, started_at=at[0], load_ms=4000.0, latency_ms=4500.0),
+                sample(entry.pk, started_at=at[1], load_ms=2500.0, latency_ms=2600.0),
+                sample(entry.pk, started_at=at[2], load_ms=1000.0),  # not over the threshold
+            ]
+        },
+        format="json",
+    )
+    entry.refresh_from_db()
+    assert entry.last_load_ms == 2500.0
+    assert entry.last_cold_start_at == datetime.fromisoformat(at[1])
+    # A cold start is slow, not a failure: counted as a good call.
+    assert (entry.total_requests, entry.total_errors) == (3, 0)
+
+    # A late batch with an older cold start changes nothing; a newer one replaces it.
+    older = sample(entry.pk, started_at=(now - timedelta(hours=1)).isoformat(), load_ms=9000.0)
+    client.post("/api/metrics/samples", {"samples": [older]}, format="json")
+    entry.refresh_from_db()
+    assert (entry.last_load_ms, entry.last_cold_start_at) == (2500.0, datetime.fromisoformat(at[1]))
+    newer = sample(entry.pk, started_at=now.isoformat(), load_ms=1500.0)
+    client.post("/api/metrics/samples", {"samples": [newer]}, format="json")
+    entry.refresh_from_db()
+    assert (entry.last_load_ms, entry.last_cold_start_at) == (1500.0, now)
+
+
+def test_the_cold_start_threshold_is_a_setting(client: Any, make_entry: Any, settings: Any) -> None:
+    settings.ATHENA_COLD_START_MS = 50
+    entry = make_entry("m")
+    client.post(
+        "/api/metrics/samples", {"samples": [sample(entry.pk, load_ms=60.0)]}, format="json"
+    )
+    entry.refresh_from_db()
+    assert entry.last_load_ms == 60.0
+
+
+@pytest.mark.parametrize("value", [-1, -0.001, "fast", [], {}, "NaN", "Infinity"])
+def test_a_bad_load_ms_is_refused_naming_the_field(client: Any, db: None, value: Any) -> None:
+    response = client.post(
+        "/api/metrics/samples",
+        {"samples": [sample(None), {**sample(None), "load_ms": value}]},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "load_ms" in response.json()["detail"]
     assert RequestSample.objects.count() == 0

@@ -94,3 +94,17 @@ async def test_the_last_remaining_target_is_never_skipped(
     ollama_behavior.status = 200
     assert (await router.generate(model="m", prompt="hi"))["response"] == "Hello, world!"
     assert len(ollama_behavior.requests) == 4
+
+
+async def test_a_cold_start_does_not_open_the_circuit(
+    make_router, admin_state, openai_url, ollama_url, ollama_behavior
+):
+    admin_state.set_route("m", target("ollama", ollama_url, "a"), target("mlx", openai_url, "b"))
+    seen: list[dict] = []
+    router = make_router(breaker_threshold=1, breaker_cooldown=60, on_sample=seen.append)
+    ollama_behavior.load_ms = 300.0  # a slow first answer: the model was loading
+    assert (await router.generate(model="m", prompt="hi"))["backend"] == "ollama"
+    ollama_behavior.load_ms = None
+    assert (await router.generate(model="m", prompt="hi"))["backend"] == "ollama"
+    assert [(s["ok"], s["error_kind"]) for s in seen] == [(True, None), (True, None)]
+    assert seen[0]["load_ms"] == 300.0 and seen[1]["load_ms"] < 300.0

@@ -18,6 +18,7 @@ SAMPLE_KEYS = [
     "status_code",
     "latency_ms",
     "ttft_ms",
+    "load_ms",
     "prompt_tokens",
     "completion_tokens",
     "tokens_per_sec",
@@ -65,6 +66,9 @@ async def test_each_attempt_becomes_a_sample_in_the_contracts_shape(
         4,
     )
     assert streamed["stream"] is True and streamed["ttft_ms"] > 0 and streamed["tokens_per_sec"] > 0
+    # Only Ollama reports a load time (its load_duration); the OpenAI protocol has none.
+    assert served["load_ms"] > 0
+    assert failed["load_ms"] is None and streamed["load_ms"] is None
 
 
 async def test_a_dead_admin_does_not_slow_calls(make_router, tmp_path, ollama_url, dead_url):

@@ -22,6 +22,9 @@ class Behavior:
     malformed: bool = False  # answer with a body (or first line) that is not JSON
     fail_before_content: bool = False  # 200, then an in-stream error before any content
     models: tuple[str, ...] | None = None  # if set, other model names get the protocol's 404
+    # Ollama: a model load of this many ms before each answer (slept, and reported as the
+    # final chunk's load_duration); None: no load, a tiny load_duration as a loaded model's.
+    load_ms: float | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)  # bodies received, in order
 
     def reset(self) -> None:

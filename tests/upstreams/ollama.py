@@ -93,6 +93,8 @@ def ollama_app(behavior: Behavior | None = None) -> Starlette:
             return _error(404, f'model "{model}" not found, try pulling it first')
         if b.status >= 400:
             return _error(b.status, b.error_message)
+        if b.load_ms is not None:
+            await asyncio.sleep(b.load_ms / 1000)  # loading the model into memory
         options = body.get("options") or {}
         words, done_reason = answer_words(b, options.get("num_predict"))
         prompt_source = body.get("messages") if chat else body.get("prompt")
@@ -116,7 +118,7 @@ def ollama_app(behavior: Behavior | None = None) -> Starlette:
                 obj["context"] = [1, 2, 3]
             obj.update(
                 total_duration=total,
-                load_duration=total // 20 or 1,
+                load_duration=int(b.load_ms * 1e6) if b.load_ms is not None else total // 20 or 1,
                 prompt_eval_count=prompt_tokens,
                 prompt_eval_duration=total // 10 or 1,
                 eval_count=len(words),
