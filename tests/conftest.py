@@ -12,6 +12,9 @@ from rest_framework.test import APIClient
 from backends.models import LLMBackend
 from backends.services import backend_create, service_key_create, service_keys_revoke
 
+# The test upstreams (Ollama- and OpenAI-protocol servers) for every suite that needs them.
+pytest_plugins = ["tests.upstreams.fixtures"]
+
 
 def _group(name: str) -> Group:
     # Transactional tests flush the database, data-migration rows included: remake them.

@@ -7,7 +7,6 @@ tools do; the gateway finds them through the admin's route look-up.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,48 +16,15 @@ import pytest
 import uvicorn
 
 from athena_admin.gateway import GatewayConfig, create_app
-from tests.upstreams import Behavior, ollama_app, openai_app, serve_in_thread
+from tests.upstreams import Behavior
+from tests.upstreams.fixtures import free_port  # noqa: F401 - re-exported for the tests
 from tests.upstreams.runner import RunningServer, bind_free_socket
-
-
-@pytest.fixture(scope="session")
-def ollama_behavior() -> Behavior:
-    return Behavior()
-
-
-@pytest.fixture(scope="session")
-def openai_behavior() -> Behavior:
-    return Behavior()
-
-
-@pytest.fixture(scope="session")
-def ollama_url(ollama_behavior: Behavior) -> Iterator[str]:
-    with serve_in_thread(ollama_app(ollama_behavior)) as server:
-        yield server.url
-
-
-@pytest.fixture(scope="session")
-def openai_url(openai_behavior: Behavior) -> Iterator[str]:
-    with serve_in_thread(openai_app(openai_behavior)) as server:
-        yield server.url
 
 
 @pytest.fixture(autouse=True)
 def _reset(ollama_behavior: Behavior, openai_behavior: Behavior) -> None:
     ollama_behavior.reset()
     openai_behavior.reset()
-
-
-def free_port() -> int:
-    """A port nothing listens on (connections to it are refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def dead_url() -> str:
-    return f"http://127.0.0.1:{free_port()}"
 
 
 def serve_gateway(config: GatewayConfig) -> RunningServer:

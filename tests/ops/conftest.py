@@ -20,14 +20,9 @@ from routing.logs import make_handler
 from tests.gateway.conftest import (  # noqa: F401 - fixtures, found by name
     _reset,
     auth,
-    dead_url,
     entry,
     gateway,
     make_gateway,
-    ollama_behavior,
-    ollama_url,
-    openai_behavior,
-    openai_url,
 )
 from tests.mlx_server.conftest import tiny_model_path  # noqa: F401 - fixture
 

@@ -2,48 +2,18 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
 from routing import LLMRouter
-from tests.upstreams import (
-    AdminStandIn,
-    Behavior,
-    admin_app,
-    ollama_app,
-    openai_app,
-    serve_in_thread,
-)
-
-
-@pytest.fixture(scope="session")
-def ollama_behavior() -> Behavior:
-    return Behavior()
-
-
-@pytest.fixture(scope="session")
-def openai_behavior() -> Behavior:
-    return Behavior()
+from tests.upstreams import AdminStandIn, Behavior, admin_app, serve_in_thread
 
 
 @pytest.fixture(scope="session")
 def admin_state() -> AdminStandIn:
     return AdminStandIn()
-
-
-@pytest.fixture(scope="session")
-def ollama_url(ollama_behavior: Behavior) -> Iterator[str]:
-    with serve_in_thread(ollama_app(ollama_behavior)) as server:
-        yield server.url
-
-
-@pytest.fixture(scope="session")
-def openai_url(openai_behavior: Behavior) -> Iterator[str]:
-    with serve_in_thread(openai_app(openai_behavior)) as server:
-        yield server.url
 
 
 @pytest.fixture(scope="session")
@@ -64,16 +34,6 @@ def _reset(ollama_behavior: Behavior, openai_behavior: Behavior, admin_state: Ad
     admin_state.status = None
     admin_state.delay = 0.0
     admin_state.service_key = None
-
-
-@pytest.fixture
-def dead_url() -> str:
-    """A URL nothing listens on: connections are refused."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return f"http://127.0.0.1:{port}"
 
 
 def target(kind: str, url: str, upstream: str, **extra: Any) -> dict[str, Any]:
