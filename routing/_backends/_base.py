@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ __all__ = [
     "Backend",
     "ProbeResult",
     "drain",
+    "failed_probe",
+    "status_probe_failure",
     "http_errors",
     "iter_lines",
     "raise_for_status",
@@ -52,6 +55,25 @@ class ProbeResult:
     loaded: tuple[str, ...] | None = None
     status_code: int | None = None
     version: str | None = None  # the server's own version, where it says (Ollama /api/version)
+
+
+def status_probe_failure(started: float, status_code: int) -> ProbeResult:
+    """A probe answered with a non-200 status: only the status is kept, never the body."""
+    return ProbeResult(
+        False,
+        (time.perf_counter() - started) * 1000,
+        error=f"HTTP {status_code}",
+        error_kind="http_5xx" if status_code >= 500 else "http_4xx",
+        status_code=status_code,
+    )
+
+
+def failed_probe(started: float, exc: Exception) -> ProbeResult:
+    """A probe that could not reach the backend (UpstreamError) or could not read its answer."""
+    ms = (time.perf_counter() - started) * 1000
+    if isinstance(exc, UpstreamError):
+        return ProbeResult(False, ms, error=str(exc), error_kind=exc.error_kind)
+    return ProbeResult(False, ms, error=f"malformed answer: {exc}", error_kind="protocol")
 
 
 class Backend(ABC):

@@ -16,10 +16,12 @@ from routing._backends._base import (
     Backend,
     ProbeResult,
     drain,
+    failed_probe,
     http_errors,
     iter_lines,
     raise_for_status,
     request_headers,
+    status_probe_failure,
 )
 from routing._exceptions import UpstreamError, UpstreamProtocolError
 from routing._types import Finish, GenerationRequest, StreamEvent, Target, TextDelta
@@ -122,13 +124,7 @@ class OllamaBackend(Backend):
                     tags_started = time.perf_counter()
                     response = await self._client.get(base + "/api/tags", timeout=timeout)
             if response.status_code != 200:
-                return ProbeResult(
-                    False,
-                    (time.perf_counter() - started) * 1000,
-                    error=f"HTTP {response.status_code}",
-                    error_kind="http_5xx" if response.status_code >= 500 else "http_4xx",
-                    status_code=response.status_code,
-                )
+                return status_probe_failure(started, response.status_code)
             ms = (time.perf_counter() - tags_started) * 1000
             models = tuple(m.get("name", "") for m in response.json().get("models", []))
             return ProbeResult(
@@ -139,20 +135,8 @@ class OllamaBackend(Backend):
                 status_code=200,
                 version=version if isinstance(version, str) else None,
             )
-        except UpstreamError as exc:
-            return ProbeResult(
-                False,
-                (time.perf_counter() - started) * 1000,
-                error=str(exc),
-                error_kind=exc.error_kind,
-            )
-        except (ValueError, AttributeError) as exc:
-            return ProbeResult(
-                False,
-                (time.perf_counter() - started) * 1000,
-                error=f"malformed answer: {exc}",
-                error_kind="protocol",
-            )
+        except (UpstreamError, ValueError, AttributeError) as exc:
+            return failed_probe(started, exc)
 
     async def _loaded(self, base: str, timeout: float) -> tuple[str, ...] | None:
         """GET /api/ps lists the models in memory (never loads one); None if it cannot say."""

@@ -16,10 +16,12 @@ from routing._backends._base import (
     Backend,
     ProbeResult,
     drain,
+    failed_probe,
     http_errors,
     iter_lines,
     raise_for_status,
     request_headers,
+    status_probe_failure,
 )
 from routing._exceptions import UpstreamError, UpstreamProtocolError
 from routing._types import Finish, GenerationRequest, StreamEvent, Target, TextDelta
@@ -130,30 +132,11 @@ class OpenAIBackend(Backend):
                 )
             ms = (time.perf_counter() - started) * 1000
             if response.status_code != 200:
-                kind = "http_5xx" if response.status_code >= 500 else "http_4xx"
-                return ProbeResult(
-                    False,
-                    ms,
-                    error=f"HTTP {response.status_code}",
-                    error_kind=kind,
-                    status_code=response.status_code,
-                )
+                return status_probe_failure(started, response.status_code)
             models, loaded = self.probe_models(response.json())
             return ProbeResult(True, ms, models=models, loaded=loaded, status_code=200)
-        except UpstreamError as exc:
-            return ProbeResult(
-                False,
-                (time.perf_counter() - started) * 1000,
-                error=str(exc),
-                error_kind=exc.error_kind,
-            )
-        except (ValueError, AttributeError) as exc:
-            return ProbeResult(
-                False,
-                (time.perf_counter() - started) * 1000,
-                error=f"malformed answer: {exc}",
-                error_kind="protocol",
-            )
+        except (UpstreamError, ValueError, AttributeError) as exc:
+            return failed_probe(started, exc)
 
     def probe_models(self, body: Any) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
         """Read (served models, loaded models or None) from the health answer's JSON."""
