@@ -55,6 +55,8 @@ class LLMBackendSerializer(serializers.ModelSerializer):
             "description",
             "health",
             "health_checked_at",
+            "last_load_ms",
+            "last_cold_start_at",
             "created_at",
             "updated_at",
             "created_by",
@@ -66,6 +68,8 @@ class LLMBackendSerializer(serializers.ModelSerializer):
             "total_errors",
             "health",
             "health_checked_at",
+            "last_load_ms",
+            "last_cold_start_at",
             "created_at",
             "updated_at",
         ]

@@ -173,3 +173,26 @@ def test_a_bad_load_ms_is_refused_naming_the_field(client: Any, db: None, value:
     assert response.status_code == 400
     assert "load_ms" in response.json()["detail"]
     assert RequestSample.objects.count() == 0
+
+
+def test_the_registry_api_shows_the_newest_cold_start_read_only(
+    client: Any, make_entry: Any, api_as: Any, operator: Any
+) -> None:
+    entry = make_entry("m")
+    started = timezone.now().replace(microsecond=0)
+    cold = sample(entry.pk, started_at=started.isoformat(), load_ms=4200.0, latency_ms=4500.0)
+    client.post("/api/metrics/samples", {"samples": [cold]}, format="json")
+
+    registry = api_as(operator)
+    shown = registry.get(f"/api/llm-backends/{entry.pk}").json()
+    assert shown["last_load_ms"] == 4200.0
+    assert datetime.fromisoformat(shown["last_cold_start_at"]) == started
+
+    # Measured, not configured: a write to these fields changes nothing.
+    registry.patch(
+        f"/api/llm-backends/{entry.pk}",
+        {"last_load_ms": 1.0, "last_cold_start_at": None},
+        format="json",
+    )
+    entry.refresh_from_db()
+    assert (entry.last_load_ms, entry.last_cold_start_at) == (4200.0, started)
