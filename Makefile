@@ -31,9 +31,16 @@ lint: .venv/.installed
 # Every benchmark, each printing a table of ratios against a reference measured in the same
 # run; the figures go to docs/benchmarks.md. Needs PostgreSQL for the Celery benchmarks.
 BENCH_DB ?= postgres://postgres@127.0.0.1:5432/athena_bench
-bench: .venv/.installed
+bench: .venv/.installed var/litellm-venv/.installed
 	$(PY) bench/router_bench.py
 	$(PY) bench/gateway_bench.py
 	$(PY) bench/mlx_bench.py
 	DATABASE_URL=$(BENCH_DB) $(PY) bench/probe_bench.py
 	DATABASE_URL=$(BENCH_DB) $(PY) bench/rollup_bench.py
+
+# The peer the gateway is measured against, in its own venv so its pins never touch ours.
+LITELLM_VERSION ?= 1.108.7
+var/litellm-venv/.installed:
+	python3 -m venv var/litellm-venv
+	var/litellm-venv/bin/pip install -q 'litellm[proxy]==$(LITELLM_VERSION)'
+	touch $@
