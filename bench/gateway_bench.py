@@ -4,7 +4,7 @@
 
 Every server runs in its own process: the OpenAI-protocol test upstream (tests/upstreams,
 16-chunk answers, no delay), a stand-in admin receiving the router's metrics, the gateway
-(uvloop + httptools, one process, as `python -m athena_admin.gateway` runs it) and the
+(`athena_admin.gateway.__main__.serve`, as `python -m athena_admin.gateway` runs it) and the
 LiteLLM proxy (from var/litellm-venv, settings as in /work/shared/ANCHORS.md). The load is
 a closed loop from a minimal keep-alive HTTP/1.1 client (raw asyncio streams, so the load
 generator costs little CPU on a 2-core machine): POST /v1/chat/completions, c=1 x 300 and
@@ -136,10 +136,17 @@ def pct(values: list[float], q: float) -> float:
 
 
 def serve_gateway(port: int, routes_file: str, admin_url: str) -> None:
-    """Child process: run the gateway as production does (one process, uvloop, httptools)."""
-    import uvicorn
+    """Child process: run the gateway as production does (`athena_admin.gateway.__main__`).
 
+    Django is set up as there, though this gateway never queries it: its objects are most of
+    the heap, which is what a full garbage collection walks.
+    """
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "athena_admin.settings")
+    import django
+
+    django.setup()
     from athena_admin.gateway import GatewayConfig, create_app
+    from athena_admin.gateway.__main__ import serve
 
     def bench_token(token: str) -> str | None:
         # The bearer hook: the same hashed-cache hot path a service key takes, minus Django.
@@ -151,15 +158,8 @@ def serve_gateway(port: int, routes_file: str, admin_url: str) -> None:
         bearer_authenticator=bench_token,
         router_options={"metrics_interval": 0.5},
     )
-    uvicorn.run(
-        create_app(config),
-        host="127.0.0.1",
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        access_log=False,
-    )
+    # One process, uvloop and httptools, start-up objects frozen out of the GC, as serve() does.
+    serve(create_app(config), host="127.0.0.1", port=port)
 
 
 class Process:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -174,7 +175,7 @@ class RoutedAnswer:
         # produced when the client's socket is written goes out in one write: each upstream
         # chunk still becomes its own NDJSON line or SSE event, but a fast upstream's burst
         # costs one send instead of one per chunk. Nothing waits to fill a batch.
-        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=64)
+        queue = _Handoff(64)
         begun = time.perf_counter()
         producer = asyncio.ensure_future(self._produce(queue))
         try:
@@ -231,7 +232,7 @@ class RoutedAnswer:
                 # Wait for the router to close the upstream call (and record the sample).
                 await asyncio.wait([producer])
 
-    async def _produce(self, queue: asyncio.Queue[Any]) -> None:
+    async def _produce(self, queue: _Handoff) -> None:
         events = self._gateway.router.events(self._request)
         try:
             async for event in events:
@@ -245,3 +246,46 @@ class RoutedAnswer:
 
 
 _END = object()
+
+
+class _Handoff:
+    """The producer-to-writer queue of one stream: one producer, one consumer, bounded.
+
+    Why not asyncio.Queue: it keeps counts for join() and lists of waiters for any number of
+    tasks, which cost more than the rest of the gateway's work on a streamed chunk.
+    The bound keeps backpressure: a slow client stops the producer reading the upstream.
+    """
+
+    __slots__ = ("_items", "_limit", "_getter", "_putter")
+
+    def __init__(self, limit: int) -> None:
+        self._items: deque[Any] = deque()
+        self._limit = limit
+        self._getter: asyncio.Future[None] | None = None
+        self._putter: asyncio.Future[None] | None = None
+
+    def empty(self) -> bool:
+        return not self._items
+
+    async def put(self, item: Any) -> None:
+        while len(self._items) >= self._limit:
+            self._putter = asyncio.get_running_loop().create_future()
+            await self._putter
+        self._items.append(item)
+        _wake(self._getter)
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._getter = asyncio.get_running_loop().create_future()
+            await self._getter
+        return self.get_nowait()
+
+    def get_nowait(self) -> Any:
+        item = self._items.popleft()
+        _wake(self._putter)
+        return item
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from athena_admin.gateway import ollama, openai
 from athena_admin.gateway.answer import overhead_headers
@@ -23,7 +23,7 @@ from athena_admin.gateway.catalog import ModelCatalog
 from athena_admin.gateway.config import GatewayConfig
 from athena_admin.gateway.errors import GatewayError, from_routing_error
 from athena_admin.gateway.metrics import GatewayMetrics, is_loopback
-from athena_admin.gateway.transport import LeanTransport
+from athena_admin.gateway.wire import ClientDisconnected, read_object
 from routing import LLMRouter, ModelNotConfigured, RoutingError
 from routing.logs import clean_request_id, new_request_id, reset_request_id, set_request_id
 
@@ -59,8 +59,6 @@ class Gateway:
         if self._router is None:
             c = self.config
             options = dict(c.router_options)
-            if c.lean_transport and "transport" not in options:
-                options["transport"] = LeanTransport()
             options.setdefault("on_sample", self.metrics.observe_sample)
             self._router = LLMRouter(
                 c.admin_url,
@@ -86,6 +84,15 @@ class Gateway:
 
 def _protocol(path: str) -> Any:
     return openai if path.startswith("/v1/") or path == "/v1" else ollama
+
+
+# The hot paths, served from raw ASGI (GatewayApp._generate) rather than through Starlette's
+# middleware, routing and Request objects, which cost more than the gateway's own parsing.
+_GenerationHandler = Callable[["Gateway", dict[str, Any]], Awaitable[ASGIApp]]
+_GENERATION_ROUTES: dict[str, _GenerationHandler] = {
+    **ollama.GENERATION_ROUTES,
+    **openai.GENERATION_ROUTES,
+}
 
 
 def _credentials(scope: Scope) -> tuple[str | None, str | None]:
@@ -131,7 +138,7 @@ class GatewayApp:
             path: str = scope["path"]
             model = scope.get("athena.model")
             self.gateway.metrics.observe_request(
-                protocol=_protocol(path).__name__.rsplit(".", 1)[-1],
+                protocol=_protocol(path).PROTOCOL,
                 path=path,
                 model=model,
                 status=status,
@@ -191,13 +198,41 @@ class GatewayApp:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start" and not scope.get("athena.answered"):
+                # An answer the gateway made itself; an error names no backend.
+                backend = "gateway" if message["status"] < 400 else "none"
                 message["headers"] = [
                     *message.get("headers", ()),
-                    *overhead_headers("gateway", time.perf_counter() - started),
+                    *overhead_headers(backend, time.perf_counter() - started),
                 ]
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        handler = _GENERATION_ROUTES.get(path)
+        if handler is not None:
+            await self._generate(handler, scope, receive, send, send_with_headers, started)
+        else:
+            await self.app(scope, receive, send_with_headers)
+
+    async def _generate(
+        self,
+        handler: _GenerationHandler,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        send_with_headers: Send,
+        started: float,
+    ) -> None:
+        """Serve a generation route: parse, validate, then run the answer it builds."""
+        try:
+            if scope["method"] != "POST":
+                raise GatewayError(405, f"method not allowed: {scope['method']} {scope['path']}")
+            answer = await handler(self.gateway, await read_object(scope, receive))
+        except GatewayError as error:
+            await _send_error(send, _protocol(scope["path"]), error, started)
+            return
+        except ClientDisconnected:
+            return  # nobody to answer
+        # A RoutedAnswer sends its own headers; a load answer (ollama._load) gets the wrapper's.
+        await answer(scope, receive, send_with_headers)
 
     async def _metrics(self, scope: Scope, send: Send, started: float) -> None:
         """GET /metrics: loopback clients, service keys, or anyone when metrics are public."""

@@ -33,8 +33,6 @@ class GatewayConfig:
     bearer_authenticator: BearerAuthenticator | None = None
     # How long GET /api/tags and /v1/models reuse the admin's route list.
     models_cache_seconds: float = 2.0
-    # Give the router the lean HTTP/1.1 transport (transport.py) instead of httpcore's pool.
-    lean_transport: bool = True
     # GET /metrics answers loopback clients and service keys; true: anyone (a private network).
     metrics_public: bool = False
     # Models named in metric labels; the rest share `model="other"` (bounded series).

@@ -79,6 +79,9 @@ class BoundedLabels:
         self._named: set[str] = set()
         self._lock = threading.Lock()
 
+    def __contains__(self, model: str) -> bool:
+        return model in self._named
+
     def __call__(self, model: str | None, known: bool) -> str:
         if not model:
             return OTHER
@@ -91,6 +94,27 @@ class BoundedLabels:
                 self._named.add(model)
                 return model
         return OTHER
+
+
+class _Children:
+    """``metric.labels(*values)``, remembered per label values.
+
+    Why: prometheus_client checks, converts and locks on every ``labels()`` call, and a
+    request made up to eight of them. The label sets are bounded (see the module's
+    docstring), so is this cache.
+    """
+
+    __slots__ = ("_metric", "_children")
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
 
 
 class _RouterCollector(Collector):
@@ -213,10 +237,21 @@ class GatewayMetrics:
             registry=r,
         )
         r.register(_RouterCollector(router, self.models))
+        self._requests = _Children(self.requests)
+        self._request_seconds = _Children(self.request_seconds)
+        self._attempts = _Children(self.attempts)
+        self._errors = _Children(self.errors)
+        self._fallbacks = _Children(self.fallbacks)
+        self._latency = _Children(self.latency)
+        self._ttft = _Children(self.ttft)
+        self._tokens_per_second = _Children(self.tokens_per_second)
+        self._completion_tokens = _Children(self.completion_tokens)
 
     def model_label(self, model: str | None) -> str:
         if not model:
             return OTHER
+        if model in self.models:
+            return model  # named already: no need to ask the router
         router = self._router()
         return self.models(model, router is not None and router.has_route(model))
 
@@ -225,8 +260,8 @@ class GatewayMetrics:
     ) -> None:
         endpoint = endpoint_label(path)
         label = self.model_label(model) if model else "none"
-        self.requests.labels(protocol, endpoint, label, status_class(status)).inc()
-        self.request_seconds.labels(protocol, endpoint).observe(seconds)
+        self._requests(protocol, endpoint, label, status_class(status)).inc()
+        self._request_seconds(protocol, endpoint).observe(seconds)
 
     def observe_sample(self, sample: Mapping[str, Any]) -> None:
         """Record one upstream attempt (the router's ``on_sample`` hook)."""
@@ -234,25 +269,25 @@ class GatewayMetrics:
         backend = str(sample.get("backend_type") or OTHER)
         entry_id = sample.get("entry_id")
         entry = "none" if entry_id is None else str(entry_id)
-        self.attempts.labels(model, backend, entry).inc()
+        self._attempts(model, backend, entry).inc()
         if not sample.get("ok"):
             kind = str(sample.get("error_kind") or "protocol")
-            self.errors.labels(model, backend, entry, kind).inc()
+            self._errors(model, backend, entry, kind).inc()
             return
         if sample.get("fallback"):
-            self.fallbacks.labels(model, backend, entry).inc()
+            self._fallbacks(model, backend, entry).inc()
         latency = sample.get("latency_ms")
         if latency is not None:
-            self.latency.labels(model, backend).observe(latency / 1000)
+            self._latency(model, backend).observe(latency / 1000)
         ttft = sample.get("ttft_ms")
         if ttft is not None:
-            self.ttft.labels(model, backend).observe(ttft / 1000)
+            self._ttft(model, backend).observe(ttft / 1000)
         tps = sample.get("tokens_per_sec")
         if tps is not None:
-            self.tokens_per_second.labels(model, backend).observe(tps)
+            self._tokens_per_second(model, backend).observe(tps)
         tokens = sample.get("completion_tokens")
         if tokens:
-            self.completion_tokens.labels(model, backend).inc(tokens)
+            self._completion_tokens(model, backend).inc(tokens)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

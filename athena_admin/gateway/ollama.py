@@ -14,11 +14,12 @@ refused with 400 rather than silently dropped.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from athena_admin.gateway.answer import Renderer, RoutedAnswer, Timing
 from athena_admin.gateway.catalog import route_digest
@@ -34,10 +35,14 @@ from athena_admin.gateway.wire import (
 )
 from routing import Finish, GenerationRequest, InvalidRequest, RoutingError
 
-__all__ = ["JSON_MEDIA_TYPE", "OllamaRenderer", "error_body", "routes"]
+if TYPE_CHECKING:
+    from athena_admin.gateway.app import Gateway
+
+__all__ = ["GENERATION_ROUTES", "JSON_MEDIA_TYPE", "OllamaRenderer", "error_body", "routes"]
 
 # The Ollama release whose API this follows, as /api/version reports it (like mlx_server).
 OLLAMA_API_VERSION = "0.6.3"
+PROTOCOL = "ollama"  # the `protocol` label of the gateway's request metrics
 JSON_MEDIA_TYPE = b"application/json; charset=utf-8"
 NDJSON_MEDIA_TYPE = b"application/x-ndjson"
 _FIELD_NAMES = {
@@ -177,37 +182,38 @@ def _invalid_from(exc: RoutingError) -> GatewayError:
     return from_routing_error(exc, field_names=_FIELD_NAMES, available=None)
 
 
-async def generate(request: Request) -> Response | RoutedAnswer:
+async def generate(gateway: Gateway, body: dict[str, Any]) -> ASGIApp:
     """POST /api/generate: complete a prompt."""
-    body = await read_object(request)
     model = model_field(body)
     stream = bool_field(body, "stream", True)
     reject_if_set(body, ("images", "format", "suffix"), "the router carries text prompts only")
     prompt = body.get("prompt")
     if prompt is None or prompt == "":
         # docs/api.md "Load a model": an empty prompt loads the model and answers at once.
-        return await _load(request, model, chat=False)
+        return await _load(gateway, model, chat=False)
     system = body.get("system")
     generation = _build(model=model, prompt=prompt, system=system, stream=stream, **_options(body))
-    return RoutedAnswer(request.app.state.gateway, generation, OllamaRenderer(model, chat=False))
+    return RoutedAnswer(gateway, generation, OllamaRenderer(model, chat=False))
 
 
-async def chat(request: Request) -> Response | RoutedAnswer:
+async def chat(gateway: Gateway, body: dict[str, Any]) -> ASGIApp:
     """POST /api/chat: answer a conversation."""
-    body = await read_object(request)
     model = model_field(body)
     stream = bool_field(body, "stream", True)
     reject_if_set(body, ("tools", "format"), "the router carries plain chat messages only")
     messages = _messages(body)
     if not messages:
         # docs/api.md "Load a model": an empty message list loads the model.
-        return await _load(request, model, chat=True)
+        return await _load(gateway, model, chat=True)
     generation = _build(model=model, messages=messages, stream=stream, **_options(body))
-    return RoutedAnswer(request.app.state.gateway, generation, OllamaRenderer(model, chat=True))
+    return RoutedAnswer(gateway, generation, OllamaRenderer(model, chat=True))
 
 
-async def _load(request: Request, model: str, *, chat: bool) -> Response:
-    gateway = request.app.state.gateway
+# Served by GatewayApp straight from ASGI (app.py), not through Starlette's routing.
+GENERATION_ROUTES = {"/api/generate": generate, "/api/chat": chat}
+
+
+async def _load(gateway: Gateway, model: str, *, chat: bool) -> Response:
     try:
         await gateway.router.route(model)
     except RoutingError as exc:
@@ -285,7 +291,7 @@ async def ps(request: Request) -> Response:
 
 async def show(request: Request) -> Response:
     """POST /api/show: describe a model: its chain of targets in ``model_info``."""
-    body = await read_object(request)
+    body = await read_object(request.scope, request.receive)
     name = body.get("model") or body.get("name")  # `name` is the field's older spelling
     if not isinstance(name, str) or not name:
         raise invalid("model", "model is required")
@@ -332,6 +338,4 @@ def routes() -> list[Route]:
         Route("/api/tags", tags, methods=["GET"]),
         Route("/api/ps", ps, methods=["GET"]),
         Route("/api/show", show, methods=["POST"]),
-        Route("/api/generate", generate, methods=["POST"]),
-        Route("/api/chat", chat, methods=["POST"]),
     ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,13 +26,16 @@ from athena_admin.gateway.wire import (
     compact,
     int_field,
     model_field,
-    read_object,
     reject_if_set,
 )
 from routing import Finish, GenerationRequest, InvalidRequest, RoutingError
 
-__all__ = ["JSON_MEDIA_TYPE", "OpenAIRenderer", "error_body", "routes"]
+if TYPE_CHECKING:
+    from athena_admin.gateway.app import Gateway
 
+__all__ = ["GENERATION_ROUTES", "JSON_MEDIA_TYPE", "OpenAIRenderer", "error_body", "routes"]
+
+PROTOCOL = "openai"  # the `protocol` label of the gateway's request metrics
 JSON_MEDIA_TYPE = b"application/json"
 SSE_MEDIA_TYPE = b"text/event-stream; charset=utf-8"
 _DONE = b"data: [DONE]\n\n"
@@ -232,9 +235,8 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-async def chat_completions(request: Request) -> RoutedAnswer:
+async def chat_completions(gateway: Gateway, body: dict[str, Any]) -> RoutedAnswer:
     """POST /v1/chat/completions."""
-    body = await read_object(request)
     model = model_field(body)
     stream = bool_field(body, "stream", False)
     reject_if_set(
@@ -248,12 +250,11 @@ async def chat_completions(request: Request) -> RoutedAnswer:
         )
     generation = _build(model=model, messages=_messages(body), stream=stream, **_sampling(body))
     renderer = OpenAIRenderer(model, chat=True, include_usage=stream and _include_usage(body))
-    return RoutedAnswer(request.app.state.gateway, generation, renderer)
+    return RoutedAnswer(gateway, generation, renderer)
 
 
-async def completions(request: Request) -> RoutedAnswer:
+async def completions(gateway: Gateway, body: dict[str, Any]) -> RoutedAnswer:
     """POST /v1/completions."""
-    body = await read_object(request)
     model = model_field(body)
     stream = bool_field(body, "stream", False)
     reject_if_set(
@@ -270,7 +271,11 @@ async def completions(request: Request) -> RoutedAnswer:
         raise invalid("prompt", f"prompt must be a string, got {type(prompt).__name__}")
     generation = _build(model=model, prompt=prompt, stream=stream, **_sampling(body))
     renderer = OpenAIRenderer(model, chat=False, include_usage=stream and _include_usage(body))
-    return RoutedAnswer(request.app.state.gateway, generation, renderer)
+    return RoutedAnswer(gateway, generation, renderer)
+
+
+# Served by GatewayApp straight from ASGI (app.py), not through Starlette's routing.
+GENERATION_ROUTES = {"/v1/completions": completions, "/v1/chat/completions": chat_completions}
 
 
 def _model_object(name: str, created: int) -> dict[str, Any]:
@@ -303,6 +308,4 @@ def routes() -> list[Route]:
     return [
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
-        Route("/v1/completions", completions, methods=["POST"]),
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
     ]

@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import json
 import time
+from json.encoder import encode_basestring
 from typing import Any
 
-from starlette.requests import Request
+from starlette.types import Receive, Scope
 
 from athena_admin.gateway.errors import GatewayError, invalid
 
-__all__ = ["compact", "go_json", "read_object", "rfc3339nano"]
+__all__ = ["ClientDisconnected", "compact", "go_json", "read_object", "rfc3339nano"]
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# What _dumps does for a str, minus the encoder's dispatch: the C escaper (the same one
+# json uses with ensure_ascii=False). Streams encode one string per chunk.
+_dumps_str = encode_basestring
 
 
 def compact(obj: Any) -> str:
     """JSON with no spaces (what OpenAI's SSE chunks and Ollama's lines use)."""
-    return _dumps(obj)
+    return _dumps_str(obj) if type(obj) is str else _dumps(obj)
 
 
 def go_json(obj: Any) -> str:
     """Encode like Go's json.Marshal (Ollama): compact, UTF-8, <, > and & escaped."""
-    text = _dumps(obj)
+    text = _dumps_str(obj) if type(obj) is str else _dumps(obj)
     if "<" in text or ">" in text or "&" in text or "\u2028" in text or "\u2029" in text:
         text = (
             text.replace("<", "\\u003c")
@@ -34,25 +38,36 @@ def go_json(obj: Any) -> str:
     return text
 
 
+# (second, "YYYY-MM-DDTHH:MM:SS") of the last timestamp: a stream stamps every chunk, and
+# formatting the date part costs more than the rest, once per second is enough.
+_last_second: tuple[int, str] = (-1, "")
+
+
 def rfc3339nano(ns: int | None = None) -> str:
     """A UTC time as Go's time.RFC3339Nano writes it (Ollama's ``created_at``)."""
+    global _last_second
     ns = time.time_ns() if ns is None else ns
     secs, frac = divmod(ns, 1_000_000_000)
-    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
-    fraction = f"{frac:09d}".rstrip("0")
-    return f"{base}.{fraction}Z" if fraction else f"{base}Z"
+    second, base = _last_second
+    if second != secs:
+        base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+        _last_second = (secs, base)
+    if not frac:
+        return base + "Z"
+    return base + "." + f"{frac:09d}".rstrip("0") + "Z"
 
 
 # Long chat histories fit easily; anything bigger is refused before it is read.
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
-async def read_object(request: Request) -> dict[str, Any]:
-    """Parse the body as a JSON object, or raise a 400 saying what is wrong."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise GatewayError(413, f"request body is over {MAX_BODY_BYTES} bytes")
-    raw = await request.body()
+class ClientDisconnected(Exception):
+    """The client hung up before its request body arrived: there is no one to answer."""
+
+
+async def read_object(scope: Scope, receive: Receive) -> dict[str, Any]:
+    """Read the body (raw ASGI) and parse it as a JSON object, or raise a 400 saying why."""
+    raw = await _read_body(scope, receive)
     if not raw:
         raise GatewayError(400, "request body is empty; send a JSON object")
     try:
@@ -62,6 +77,36 @@ async def read_object(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise GatewayError(400, "request body must be a JSON object")
     return body
+
+
+def _too_large() -> GatewayError:
+    return GatewayError(413, f"request body is over {MAX_BODY_BYTES} bytes")
+
+
+async def _read_body(scope: Scope, receive: Receive) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
+            raise _too_large()  # refused before it is read
+    first = await receive()
+    if first["type"] == "http.disconnect":
+        raise ClientDisconnected
+    body: bytes = first.get("body", b"")
+    if not first.get("more_body", False):
+        return body  # the usual case: the whole body in one message
+    parts = [body]
+    size = len(body)
+    # A chunked body declares no length: count as it comes.
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _too_large()
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
 
 
 def model_field(body: dict[str, Any]) -> str:

@@ -7,9 +7,9 @@ import contextlib
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, ClassVar
 
 import httpx
@@ -108,7 +108,9 @@ class Backend(ABC):
         t = self._timeouts.get(target.timeout_seconds)
         if t is None:
             secs = target.timeout_seconds
-            t = httpx.Timeout(secs, connect=min(self._connect_timeout, secs))
+            connect = min(self._connect_timeout, secs)
+            # pool: how long a call waits for a free connection under max_connections.
+            t = httpx.Timeout(secs, connect=connect, pool=connect)
             self._timeouts[secs] = t
         return t
 
@@ -132,20 +134,40 @@ def request_headers() -> dict[str, str] | None:
     return {REQUEST_ID_HEADER: rid} if rid else None
 
 
-@contextmanager
-def http_errors(target: Target | None) -> Iterator[None]:
-    """Turn httpx's exceptions into routing's; nothing from httpx leaves the package."""
-    try:
-        yield
-    except UpstreamError:
-        raise
-    except httpx.TimeoutException as exc:
-        raise UpstreamTimeout(f"timed out ({type(exc).__name__})", target=target) from exc
-    except httpx.ConnectError as exc:
-        raise UpstreamConnectError(f"cannot connect: {exc}", target=target) from exc
-    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.DecodingError) as exc:
-        raise UpstreamProtocolError(f"answer cut short: {exc}", target=target) from exc
-    except httpx.HTTPError as exc:
+class http_errors:  # lower case: used like the function it replaced, `with http_errors(t):`
+    """Turn httpx's exceptions into routing's; nothing from httpx leaves the package.
+
+    A class rather than a ``@contextmanager`` generator: this wraps every call, and entering
+    and leaving a generator-based context manager costs several times more.
+    """
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: Target | None) -> None:
+        self.target = target
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None or not isinstance(exc, httpx.HTTPError):
+            return  # no error, or one that is not httpx's (UpstreamError included): re-raised
+        target = self.target
+        if isinstance(exc, httpx.TimeoutException):
+            # A pool timeout says why (every allowed connection busy); the others say little.
+            detail = f": {exc}" if isinstance(exc, httpx.PoolTimeout) else ""
+            raise UpstreamTimeout(
+                f"timed out ({type(exc).__name__}){detail}", target=target
+            ) from exc
+        if isinstance(exc, httpx.ConnectError):
+            raise UpstreamConnectError(f"cannot connect: {exc}", target=target) from exc
+        if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.DecodingError)):
+            raise UpstreamProtocolError(f"answer cut short: {exc}", target=target) from exc
         raise UpstreamConnectError(f"{type(exc).__name__}: {exc}", target=target) from exc
 
 
@@ -190,10 +212,11 @@ async def iter_lines(response: httpx.Response) -> AsyncIterator[str]:
 async def drain(lines: AsyncIterator[str]) -> None:
     """Read a stream's body to its end once its final chunk has arrived.
 
-    Why: leaving an HTTP/1.1 body unread makes httpcore close the connection instead of
-    pooling it, so every streamed call paid a fresh TCP connect (most of the router's streaming
-    overhead). The body's end follows the final chunk at once; a server that sends more after
-    it, stalls or breaks only loses its connection: the answer is already complete.
+    Why: leaving an HTTP/1.1 body unread makes the transport (lean or httpcore) close the
+    connection instead of pooling it, so every streamed call paid a fresh TCP connect (most of
+    the router's streaming overhead). The body's end follows the final chunk at once; a
+    server that sends more after it, stalls or breaks only loses its connection: the answer
+    is already complete.
     """
     with contextlib.suppress(httpx.HTTPError, TimeoutError):
         async with asyncio.timeout(_DRAIN_SECONDS):

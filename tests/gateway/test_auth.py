@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import ollama
@@ -53,6 +54,40 @@ def test_a_validated_key_is_cached_for_the_ttl(make_gateway, model, service_key)
     # The hot path asks no database: within the TTL the key is still known good.
     assert httpx.get(f"{cached}/api/tags", headers=headers).status_code == 200
     assert httpx.get(f"{uncached}/api/tags", headers=headers).status_code == 401
+
+
+def test_a_revoked_key_stops_working_once_its_cache_entry_expires(make_gateway, model, service_key):
+    from backends.models import ServiceKey
+    from backends.services import service_keys_revoke
+
+    gateway = make_gateway(auth_cache_seconds=0.5)
+    headers = {"X-API-Key": service_key}
+    assert httpx.get(f"{gateway}/api/tags", headers=headers).status_code == 200
+    service_keys_revoke(keys=ServiceKey.objects.all())
+    time.sleep(0.6)  # the bound: auth_cache_seconds
+    assert httpx.get(f"{gateway}/api/tags", headers=headers).status_code == 401
+
+
+def test_the_auth_cache_keeps_digests_never_the_credentials():
+    calls: list[str] = []
+
+    def hook(token: str) -> str | None:
+        calls.append(token)
+        return "alice" if token == "oidc-access-token" else None
+
+    auth = Authenticator(GatewayConfig(bearer_authenticator=hook, auth_cache_seconds=0.2))
+
+    async def twice() -> None:
+        for _ in range(2):
+            principal = await auth.authenticate(None, "Bearer oidc-access-token", None)
+            assert principal is not None and principal.name == "alice"
+
+    asyncio.run(twice())
+    assert calls == ["oidc-access-token"]  # the second check was the cache's
+    assert all(b"oidc-access-token" not in key for key in auth._cache)
+    time.sleep(0.25)
+    asyncio.run(twice())
+    assert len(calls) == 2  # asked again once the entry expired
 
 
 def test_probes_need_no_key(gateway):

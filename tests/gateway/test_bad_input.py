@@ -121,3 +121,37 @@ def test_an_unknown_path_is_a_404_in_the_protocols_shape(http):
     assert http.get("/api/nothing").json() == {"error": "not found: GET /api/nothing"}
     assert http.get("/v1/nothing").json()["error"]["message"] == "not found: GET /v1/nothing"
     assert http.get("/api/generate").status_code == 405
+
+
+def test_a_generation_route_refuses_other_methods_in_the_protocols_shape(http):
+    ollama_style = http.get("/api/chat")
+    assert ollama_style.status_code == 405
+    assert ollama_style.json() == {"error": "method not allowed: GET /api/chat"}
+    openai_style = http.put("/v1/chat/completions", json={})
+    assert openai_style.status_code == 405
+    assert openai_style.json()["error"]["message"] == "method not allowed: PUT /v1/chat/completions"
+
+
+def test_a_chunked_body_over_the_limit_is_a_413(http):
+    # No Content-Length to refuse it by: the gateway counts as the chunks arrive.
+    def chunks():
+        piece = b" " * (1024 * 1024)
+        for _ in range(17):
+            yield piece
+
+    response = http.post("/v1/chat/completions", content=chunks())
+    assert response.status_code == 413
+    assert response.json()["error"]["message"] == "request body is over 16777216 bytes"
+
+
+def test_an_error_names_no_backend(http):
+    for response in (
+        http.post("/api/generate", content=b"{oops"),
+        http.post("/v1/completions", json={"model": "phi"}),
+        http.post("/api/show", json={}),
+        http.get("/api/nothing"),
+    ):
+        assert response.status_code >= 400
+        assert response.headers["x-athena-backend"] == "none"
+        assert float(response.headers["x-athena-overhead-ms"]) >= 0
+        assert response.headers["x-request-id"]

@@ -52,3 +52,15 @@ def test_the_command_serves_the_registry_from_its_settings(live_server, service_
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_start_up_objects_are_frozen_out_of_garbage_collection():
+    import gc
+
+    from athena_admin.gateway.__main__ import tune_gc
+
+    try:
+        tune_gc()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -1,0 +1,334 @@
+"""The router's HTTP/1.1 transport against raw servers that do awkward, broken or slow things."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+
+from routing import AllTargetsFailed, UpstreamTimeout
+from routing._transport import LeanTransport
+from tests.routing.conftest import target
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+OLLAMA_ANSWER = json.dumps(
+    {"model": "up", "response": "hi", "done": True, "done_reason": "stop", "eval_count": 1}
+).encode()
+
+
+class RawServer:
+    """An asyncio server on 127.0.0.1 running ``handler`` per connection, counting them."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.closed_by_client = 0  # connections whose client hung up (EOF while reading)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.handler(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self.closed_by_client += 1
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return head + await reader.readexactly(length)
+
+
+def answering(*responses: bytes, then_close: bool = False) -> Handler:
+    """A handler that answers successive requests on one connection with ``responses``."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for response in responses:
+            await read_request(reader)
+            writer.write(response)
+            await writer.drain()
+        if not then_close:
+            await read_request(reader)  # wait for the client to hang up
+
+    return handler
+
+
+def ok(body: bytes = b"ok") -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=LeanTransport()) as client:
+        yield client
+
+
+# -- bodies and connection reuse -----------------------------------------------------------
+
+
+async def test_it_reads_chunked_sized_and_close_delimited_bodies_on_one_connection(client):
+    server = RawServer(
+        answering(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nHello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: 1\r\n\r\n",
+            b"HTTP/1.1 100 Continue\r\n\r\n" + ok(b"sized"),
+            b"HTTP/1.0 200 OK\r\n\r\nuntil close",
+            then_close=True,
+        )
+    )
+    async with server as url:
+        async with client.stream("POST", url + "/a", content=b"x") as response:
+            assert [chunk async for chunk in response.aiter_raw()] == [b"Hello", b", world"]
+        assert (await client.post(url + "/b", json={})).text == "sized"
+        assert (await client.get(url + "/c")).text == "until close"
+    assert server.connections == 1
+
+
+async def test_a_fully_read_body_gives_its_connection_back_for_the_next_request(client):
+    server = RawServer(answering(*[ok()] * 5))
+    async with server as url:
+        for _ in range(5):
+            assert (await client.get(url)).text == "ok"
+    assert server.connections == 1
+
+
+async def test_a_consumer_that_stops_mid_body_closes_the_connection(client):
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf ")
+        await writer.drain()
+        await read_request(reader)  # the rest never comes: the client hangs up instead
+
+    server = RawServer(handler)
+    async with server as url:
+        async with client.stream("GET", url) as response:
+            async for _ in response.aiter_raw():
+                break
+        async with client.stream("GET", url) as response:
+            async for _ in response.aiter_raw():
+                break
+        await asyncio.sleep(0.05)
+    assert server.connections == 2
+    assert server.closed_by_client == 2
+
+
+async def test_a_keep_alive_connection_the_server_closed_while_idle_is_retried_fresh(client):
+    server = RawServer(answering(ok(), then_close=True))  # keep-alive by default, then hangs up
+    async with server as url:
+        for _ in range(3):
+            assert (await client.post(url + "/x", json={"a": 1})).text == "ok"
+            await asyncio.sleep(0.05)
+    assert server.connections == 3
+
+
+async def test_a_reused_connection_closed_under_the_request_is_retried_once(client):
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(ok())
+        await writer.drain()
+        await read_request(reader)  # reads the second request, then hangs up without answering
+
+    server = RawServer(handler)
+    async with server as url:
+        assert (await client.get(url)).text == "ok"
+        assert (await client.get(url)).text == "ok"  # on a second, fresh connection
+    assert server.connections == 2
+
+
+async def test_a_fresh_connection_closed_without_an_answer_is_not_retried(client):
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+
+    server = RawServer(hang_up)
+    async with server as url:
+        with pytest.raises(httpx.RemoteProtocolError, match="without answering"):
+            await client.get(url)
+    assert server.connections == 1
+
+
+# -- malformed answers ---------------------------------------------------------------------
+
+MALFORMED = {
+    "status line": b"HTTP/1.1 abc OK\r\nContent-Length: 0\r\n\r\n",
+    "not http": b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+    "header line": b"HTTP/1.1 200 OK\r\nno colon here\r\nContent-Length: 0\r\n\r\n",
+    "space before colon": b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok",
+    "negative length": b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n",
+    "non-numeric length": b"HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n",
+    "length with underscore": b"HTTP/1.1 200 OK\r\nContent-Length: 1_0\r\n\r\n",
+    "conflicting lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+    "non-hex chunk size": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    "negative chunk size": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nab\r\n",
+    "chunk without its CRLF": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabcd",
+    "body cut short": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort",
+    "head cut short": b"HTTP/1.1 200 OK\r\nContent-Le",
+}
+
+
+@pytest.mark.parametrize("answer", MALFORMED.values(), ids=MALFORMED.keys())
+async def test_a_malformed_answer_is_a_remote_protocol_error(client, answer):
+    async with RawServer(answering(answer, then_close=True)) as url:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.get(url)
+
+
+async def test_through_the_router_a_malformed_answer_names_its_target_and_falls_back(
+    make_router, admin_state, ollama_url
+):
+    broken = b"HTTP/1.1 200 OK\r\nContent-Length: lots\r\n\r\n"
+    async with RawServer(answering(broken, then_close=True)) as bad_url:
+        admin_state.set_route(
+            "m", target("ollama", bad_url, "up"), target("ollama", ollama_url, "up")
+        )
+        admin_state.set_route("only-bad", target("ollama", bad_url, "up"))
+        router = make_router()
+        result = await router.generate(model="m", prompt="hi")
+        assert result["response"] == "Hello, world!"
+        assert result["fallback"] is True
+        with pytest.raises(AllTargetsFailed) as failed:
+            await router.generate(model="only-bad", prompt="hi")
+    message = str(failed.value)
+    assert bad_url in message
+    assert "malformed Content-Length" in message
+
+
+# -- timeouts and limits -------------------------------------------------------------------
+
+
+async def test_a_server_that_never_answers_is_a_read_timeout(client):
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(5)
+
+    async def stalls_mid_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf ")
+        await asyncio.sleep(5)
+
+    async with RawServer(silent) as silent_url, RawServer(stalls_mid_body) as stall_url:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.get(silent_url, timeout=0.2)
+        with pytest.raises(httpx.ReadTimeout):
+            await client.get(stall_url, timeout=0.2)
+
+
+async def test_a_refused_connection_is_a_connect_error(client):
+    with pytest.raises(httpx.ConnectError):
+        await client.get("http://127.0.0.1:9/")
+
+
+def held_answers(release: asyncio.Event, body: bytes = b"ok") -> Handler:
+    """Answer each request on the connection once ``release`` is set."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            await release.wait()
+            writer.write(ok(body))
+            await writer.drain()
+
+    return handler
+
+
+async def test_a_request_beyond_max_connections_waits_for_a_free_one():
+    release = asyncio.Event()
+    server = RawServer(held_answers(release))
+    transport = LeanTransport(limits=httpx.Limits(max_connections=1))
+    async with server as url, httpx.AsyncClient(transport=transport) as client:
+        first = asyncio.create_task(client.get(url))
+        second = asyncio.create_task(client.get(url))
+        await asyncio.sleep(0.1)
+        assert server.connections == 1  # the second waits instead of opening another
+        assert not second.done()
+        release.set()
+        assert (await first).text == (await second).text == "ok"
+    assert server.connections == 1
+
+
+async def test_a_request_waiting_longer_than_its_pool_timeout_fails_with_pool_timeout():
+    release = asyncio.Event()
+    transport = LeanTransport(limits=httpx.Limits(max_connections=1))
+    async with (
+        RawServer(held_answers(release)) as url,
+        httpx.AsyncClient(transport=transport) as client,
+    ):
+        first = asyncio.create_task(client.get(url))
+        await asyncio.sleep(0.05)
+        with pytest.raises(httpx.PoolTimeout, match="max_connections"):
+            await client.get(url, timeout=httpx.Timeout(5, pool=0.2))
+        release.set()
+        assert (await first).text == "ok"
+        assert (await client.get(url)).text == "ok"  # the timed-out waiter left no trace
+
+
+async def test_the_router_caps_connections_and_maps_pool_timeout_to_upstream_timeout(
+    make_router, admin_state
+):
+    release = asyncio.Event()
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(OLLAMA_ANSWER),
+        OLLAMA_ANSWER,
+    )
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            await release.wait()
+            writer.write(answer)
+            await writer.drain()
+
+    server = RawServer(handler)
+    async with server as url:
+        admin_state.set_route("m", target("ollama", url, "up"))
+        # The admin look-up's connection is idle by then: the cap evicts it for the upstream.
+        router = make_router(max_connections=1, connect_timeout=0.2)
+        first = asyncio.create_task(router.generate(model="m", prompt="hi"))
+        await asyncio.sleep(0.05)
+        with pytest.raises(AllTargetsFailed) as failed:
+            await router.generate(model="m", prompt="hi")
+        release.set()
+        assert (await first)["response"] == "hi"
+    error = failed.value.failures[0].error
+    assert isinstance(error, UpstreamTimeout)
+    assert "max_connections" in str(error)
+    assert server.connections == 1
+
+
+async def test_idle_connections_past_keepalive_expiry_are_not_reused():
+    server = RawServer(answering(*[ok()] * 3))
+    transport = LeanTransport(limits=httpx.Limits(keepalive_expiry=0.1))
+    async with server as url, httpx.AsyncClient(transport=transport) as client:
+        await client.get(url)
+        await client.get(url)  # within the expiry: same connection
+        await asyncio.sleep(0.2)
+        await client.get(url)
+    assert server.connections == 2
+
+
+async def test_no_more_idle_connections_are_kept_than_max_keepalive_connections():
+    release = asyncio.Event()
+    server = RawServer(held_answers(release))
+    limits = httpx.Limits(max_connections=10, max_keepalive_connections=1)
+    async with server as url, httpx.AsyncClient(transport=LeanTransport(limits=limits)) as client:
+        calls = [asyncio.create_task(client.get(url)) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.gather(*calls)
+        assert server.connections == 3
+        await asyncio.gather(*(client.get(url) for _ in range(2)))
+    assert server.connections == 4  # one kept idle and reused, one opened anew
