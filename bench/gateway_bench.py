@@ -1,6 +1,6 @@
 """The gateway's added latency and throughput vs the upstream called directly vs LiteLLM.
 
-    .venv/bin/python bench/gateway_bench.py [--quick] [--no-litellm]
+    .venv/bin/python bench/gateway_bench.py [--quick] [--no-litellm] [--paced MS]
 
 Every server runs in its own process: the OpenAI-protocol test upstream (tests/upstreams,
 16-chunk answers, no delay), a stand-in admin receiving the router's metrics, the gateway
@@ -10,6 +10,11 @@ a closed loop from a minimal keep-alive HTTP/1.1 client (raw asyncio streams, so
 generator costs little CPU on a 2-core machine): POST /v1/chat/completions, c=1 x 300 and
 c=64 x 2,000 (LiteLLM: fewer, it is ~100x slower), direct/gateway/LiteLLM runs interleaved.
 Prints a markdown table.
+
+``--paced MS`` measures what a user of a real model sees instead: the upstream pauses MS
+between its 16 chunks (10 ms is a 100 tokens/s model), streaming only. With a fast upstream,
+the c=64 rows measure a saturated machine (client, upstream and gateway share its cores, so
+the gateway's CPU turns into queueing); with a paced one, they measure the gateway's own delay.
 """
 
 from __future__ import annotations
@@ -253,12 +258,15 @@ async def measure(
     return results
 
 
-async def run(quick: bool, with_litellm: bool) -> None:
+async def run(quick: bool, with_litellm: bool, paced_ms: float) -> None:
     from tests.upstreams import serve_in_subprocess
 
     n1, n64 = (100, 500) if quick else (300, 2000)
     l1, l64 = (50, 128) if quick else (150, 640)
-    upstream = serve_in_subprocess("openai", "--words", "16")
+    if paced_ms:  # each answer takes 16 x paced_ms: fewer requests give as many samples
+        n1, n64, l1, l64 = n1 // 5, n64 // 2, l1 // 5, l64 // 2
+    pacing = ["--chunk-delay-ms", str(paced_ms)] if paced_ms else []
+    upstream = serve_in_subprocess("openai", "--words", "16", *pacing)
     admin = serve_in_subprocess("admin")
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     routes = workdir / "routes.json"
@@ -287,7 +295,7 @@ async def run(quick: bool, with_litellm: bool) -> None:
             for name, (url, token, model) in targets.items()
         }
         rows = []
-        for stream in (False, True):
+        for stream in (True,) if paced_ms else (False, True):
             for c, n, nl in ((1, n1, l1), (64, n64, l64)):
                 results = await measure(prepared, stream, c, n, nl)
                 rows.append((stream, c, results))
@@ -297,11 +305,12 @@ async def run(quick: bool, with_litellm: bool) -> None:
             litellm.stop()
         upstream.stop()
         admin.stop()
-    report(rows, litellm is not None)
+    report(rows, litellm is not None, paced_ms)
 
 
-def report(rows: list, with_litellm: bool) -> None:
-    print("\nLatency in ms (closed loop, POST /v1/chat/completions, 16-chunk answers).")
+def report(rows: list, with_litellm: bool, paced_ms: float) -> None:
+    pace = f", {paced_ms:g} ms between chunks" if paced_ms else ""
+    print(f"\nLatency in ms (closed loop, POST /v1/chat/completions, 16-chunk answers{pace}).")
     print("Added = the same percentile minus the direct call's; TTFB = first body byte.\n")
     head = "| stream | c | direct p50 / p99 | gateway p50 / p95 / p99 | gateway added p50 / p99 | gateway TTFB p50 |"
     sep = "|---|---|---|---|---|---|"
@@ -343,6 +352,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer requests, for a smoke run")
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM proxy")
+    parser.add_argument(
+        "--paced", type=float, default=0.0, metavar="MS", help="upstream pause between chunks"
+    )
     parser.add_argument("--serve-gateway", nargs=3, metavar=("PORT", "ROUTES", "ADMIN"), help=argparse.SUPPRESS)  # fmt: skip
     args = parser.parse_args()
     if args.serve_gateway:
@@ -354,4 +366,4 @@ if __name__ == "__main__":
             uvloop.install()
         except ImportError:
             pass
-        asyncio.run(run(args.quick, not args.no_litellm))
+        asyncio.run(run(args.quick, not args.no_litellm, args.paced))

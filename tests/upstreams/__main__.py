@@ -1,4 +1,5 @@
-"""python -m tests.upstreams {ollama,openai,admin} [--port N] [--words N] [--http h11|httptools]"""
+"""python -m tests.upstreams {ollama,openai,admin} [--port N] [--words N] [--chunk-delay-ms MS]
+[--http h11|httptools]"""
 
 from __future__ import annotations
 
@@ -18,11 +19,15 @@ def main() -> None:
     parser.add_argument("kind", choices=["ollama", "openai", "admin"])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--words", type=int, default=0, help="answer length in chunks (default 4)")
+    parser.add_argument(
+        "--chunk-delay-ms", type=float, default=0.0, help="pause between stream chunks"
+    )
     parser.add_argument("--http", default="httptools")
     args = parser.parse_args()
     behavior = Behavior()
     if args.words:
         behavior.words = tuple(f" w{i}" for i in range(args.words))
+    behavior.chunk_delay = args.chunk_delay_ms / 1000
     behavior.requests = _NoRecord()
     app = {"ollama": ollama_app, "openai": openai_app}.get(args.kind)
     asgi = app(behavior) if app else admin_app()[0]
