@@ -1,13 +1,25 @@
 """Benchmark mlx_server against raw mlx-lm and mlx_lm.server on the same model, same run.
 
     .venv/bin/python bench/mlx_bench.py                  # tiny and large models
-    .venv/bin/python bench/mlx_bench.py --sizes tiny --tokens 64
+    .venv/bin/python bench/mlx_bench.py --sizes tiny --tokens 64 --rounds 1   # a smoke run
 
 Prints a markdown table (paste into docs/benchmarks.md). Only ratios measured in one
 run compare: these machines are noisy. Every figure is decode throughput measured from
 the first token to the last, so prompt processing and HTTP setup do not dilute it,
 except "aggregate", which is total completion tokens over wall time from the first
 request to the last answer (what a user of a busy server sees).
+
+The load generator is as light as a client can be, and the same for both servers: one
+keep-alive HTTP/1.1 connection per stream on raw asyncio streams (`Connection`), which
+reads the body without parsing its events. On the 2-core machines this runs on, the client
+shares the cores with the server under test, whose MLX compute alone keeps ~1.25 of them
+busy: every microsecond the client spends per token is taken from the server being
+measured. httpx parsing each SSE line cost ~25-35 us of CPU per token, about a tenth of a
+core with 8 streams; a deployed server's clients run on other machines. Per stream it
+records when the first `data:` event arrived (time to first token; mlx_lm.server's
+`: keepalive` comments during prefill do not count) and when the body ended, and takes the
+token count from the one JSON object it parses, the final `usage` event that both servers
+send when asked (`stream_options.include_usage`; OpenAI's `completion_tokens`).
 """
 
 from __future__ import annotations
@@ -157,10 +169,81 @@ class Server:
             self.process.wait()
 
 
+class Connection:
+    """One keep-alive HTTP/1.1 connection that sends a request and reads the whole answer.
+
+    The body is read as it comes, without parsing it: chunked, sized, or (an HTTP/1.0
+    answer, which is what mlx_lm.server sends) up to its `data: [DONE]` event, so the end
+    of a stream is the same event for both servers, not the closing of the socket.
+    """
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, payload: dict[str, object]) -> tuple[float, float, bytes]:
+        """Return (time to first `data:` event, time to the end of the body) in s, and it."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.server.port)
+        reader, writer = self.reader, self.writer
+        assert reader is not None
+        body = json.dumps(payload).encode()
+        started = time.perf_counter()
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.server.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        head = (await reader.readuntil(b"\r\n\r\n")).lower()
+        status = int(head[9:12])
+        answer = bytearray()
+        first: float | None = None
+        if b"transfer-encoding: chunked" in head:
+            while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+                answer += (await reader.readexactly(size + 2))[:-2]
+                if first is None and b"data: " in answer:
+                    first = time.perf_counter()
+            await reader.readuntil(b"\r\n")
+        elif b"content-length:" in head:
+            at = head.index(b"content-length:") + 15
+            answer += await reader.readexactly(int(head[at : head.index(b"\r\n", at)]))
+        else:
+            while not answer.endswith(b"data: [DONE]\n\n") and (piece := await reader.read(65536)):
+                answer += piece
+                if first is None and b"data: " in answer:
+                    first = time.perf_counter()
+        ended = time.perf_counter()
+        if head.startswith(b"http/1.0") or b"connection: close" in head or status != 200:
+            self.close()
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}: {bytes(answer[:300])!r}")
+        return (first or ended) - started, ended - started, bytes(answer)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.reader = self.writer = None
+
+
+def completion_tokens(body: bytes) -> int:
+    """Read `usage.completion_tokens` from the stream's usage event (the only parse).
+
+    `"usage"` with bare quotes cannot occur inside generated text: JSON escapes its quotes.
+    """
+    usage = body.rfind(b'"usage"')
+    at = body.rfind(b"data: {", 0, usage)
+    if usage < 0 or at < 0:
+        raise RuntimeError(f"no usage in the stream: {body[-300:]!r}")
+    event = json.loads(body[at + 6 : body.index(b"\n", at)])
+    return int(event["usage"]["completion_tokens"])
+
+
 async def stream_completion(
-    http: httpx.AsyncClient, server: Server, prompt: str, max_tokens: int, **sampling: object
+    connection: Connection, prompt: str, max_tokens: int, **sampling: object
 ) -> StreamResult:
-    """Stream one completion; count tokens from usage when given, else from chunks."""
+    """Stream one completion; count tokens from usage."""
+    server = connection.server
     payload = {
         "model": server.model,
         "prompt": prompt,
@@ -170,64 +253,55 @@ async def stream_completion(
         "temperature": 0.0,
         **sampling,
     }
-    start = time.perf_counter()
-    first = last = None
-    chunks = 0
-    usage_tokens = None
-    async with http.stream("POST", "/v1/completions", json=payload) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data: {"):
-                continue
-            event = json.loads(line[6:])
-            if event.get("usage"):
-                usage_tokens = event["usage"].get("completion_tokens")
-            if event.get("choices") and event["choices"][0].get("text"):
-                now = time.perf_counter()
-                first = first or now
-                last = now
-                chunks += 1
-    end = time.perf_counter()
-    first = first or end
-    last = last or end
-    return StreamResult(usage_tokens or chunks, first - start, end - start, last - first)
-
-
-def _client(server: Server) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    return httpx.AsyncClient(base_url=server.base_url, timeout=600, limits=limits)
+    ttft, total, body = await connection.post("/v1/completions", payload)
+    # The body ends right after the last token's event (then only the finish, usage and
+    # [DONE] events): first to last token is first event to end of body.
+    return StreamResult(completion_tokens(body), ttft, total, total - ttft)
 
 
 async def single_stream(server: Server, tokens: int) -> tuple[float, float]:
     """Return one streamed request's decode tok/s (first chunk to last) and end-to-end tok/s."""
-    async with _client(server) as http:
-        result = await stream_completion(http, server, fresh_prompt(), tokens)
+    connection = Connection(server)
+    try:
+        result = await stream_completion(connection, fresh_prompt(), tokens)
+    finally:
+        connection.close()
     decode = (result.tokens - 1) / max(result.first_to_last_s, 1e-9)
     return decode, result.tokens / result.total_s
 
 
 async def aggregate(server: Server, tokens: int) -> float:
     """Return total tok/s of 8 concurrent streamed requests, wall time end to end."""
-    async with _client(server) as http:
+    connections = [Connection(server) for _ in range(CONCURRENCY)]
+    try:
         start = time.perf_counter()
         results = await asyncio.gather(
-            *(stream_completion(http, server, fresh_prompt(), tokens) for i in range(CONCURRENCY))
+            *(stream_completion(c, fresh_prompt(), tokens) for c in connections)
         )
-    return sum(r.tokens for r in results) / (time.perf_counter() - start)
+        return sum(r.tokens for r in results) / (time.perf_counter() - start)
+    finally:
+        for connection in connections:
+            connection.close()
 
 
 async def under_load(server: Server, tokens: int) -> dict[str, float]:
     """With 7 long streams running: TTFT of one more, then a sampled request unseeded and seeded."""
-    async with _client(server) as http:
+    connections = [Connection(server) for _ in range(CONCURRENCY)]
+    try:
         busy = [
-            asyncio.create_task(stream_completion(http, server, fresh_prompt(), tokens * 4))
-            for i in range(CONCURRENCY - 1)
+            asyncio.create_task(stream_completion(c, fresh_prompt(), tokens * 4))
+            for c in connections[1:]
         ]
         await asyncio.sleep(0.5)
-        joined = await stream_completion(http, server, fresh_prompt(), 8)
-        unseeded = await stream_completion(http, server, fresh_prompt(), 32, temperature=0.8)
-        seeded = await stream_completion(http, server, fresh_prompt(), 32, temperature=0.8, seed=7)
+        # One keep-alive connection for the three in turn (mlx_lm.server closes each).
+        last = connections[0]
+        joined = await stream_completion(last, fresh_prompt(), 8)
+        unseeded = await stream_completion(last, fresh_prompt(), 32, temperature=0.8)
+        seeded = await stream_completion(last, fresh_prompt(), 32, temperature=0.8, seed=7)
         await asyncio.gather(*busy)
+    finally:
+        for connection in connections:
+            connection.close()
     return {
         "ttft_busy_ms": joined.ttft_s * 1000,
         "unseeded_ms": unseeded.total_s * 1000,

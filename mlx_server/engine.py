@@ -7,68 +7,42 @@ releases the GIL while it evaluates, so the loop keeps answering between steps.
 Threading contract:
 - The event loop talks to the engine only through `_inbox` (a thread-safe queue of
   insert/cancel/stop commands). The engine drains it before every decode step, so a new
-  request joins the running batch at the next step and a cancel takes effect within one
-  step; when the batch is empty the engine blocks on the queue instead of polling.
-- The engine talks back only through `loop.call_soon_threadsafe`, with every request's
-  new tokens; `_dispatch` then fills per-request asyncio queues. While one callback is
-  still waiting for the loop, later steps append to it instead of scheduling another:
-  a loop that falls behind then wakes once for several steps.
-- The loop is also woken at most once per `stream_interval_s` for ordinary tokens (first
-  tokens, last tokens and errors go at once). Each wake costs the loop a pass through
-  every stream's detokenizer, JSON framing and socket write, and the client a parse per
-  chunk; on a small model that decodes a token per millisecond, that per-token work
-  competed with decoding for the CPU (a 2-core box: 83% of raw single-stream speed).
-  Grouping a few steps per chunk cuts it several-fold and delays a token by at most the
-  interval; a model slower than the interval per step still streams every token.
+  request joins at the next step and a cancel takes effect within one step; when nothing
+  is decoding the engine blocks on the queue instead of polling.
+- The engine talks back only through an `EventRelay` (relay.py), which wakes the loop at
+  most once per `stream_interval_s` for ordinary tokens.
 - Admission counters (`_outstanding`) are touched only on the loop thread.
+
+Scheduling: a request that finds the engine idle is decoded alone (solo.py: the per-step
+work of `mlx_lm.generate_step`, without the batch's overhead); a second request moves it
+into mlx-lm's BatchGenerator (batch.py), and when the batch drains to one decoding request
+with nobody waiting to join, that one moves back. A request that joins a running batch
+alone is prefilled by itself and gets its first token before it enters the batch (see
+`_join`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import mlx.core as mx
-from mlx_lm.generate import BatchGenerator, generation_stream
+from mlx_lm.generate import generation_stream
 from mlx_lm.utils import load
 
+from .batch import DecodeBatch
 from .errors import GenerationFailed, Overloaded
-from .sampling import SeededSampler
+from .relay import STREAM_INTERVAL_S, EventRelay, GenerationHandle
+from .solo import PREFILL_STEP, SoloSequence
 
 logger = logging.getLogger("mlx_server.engine")
-
-# One item in a request's event queue: a sampled token and, on the last one, why the
-# sequence ended ("length" or "stop" for EOS); or the exception that ended it.
-StepEvent = tuple[int, str | None] | BaseException
-
-# Default for Engine(stream_interval_s=...): 5 ms between loop wakes is below what a person
-# reading a stream can notice, and above a small model's step time on a CPU.
-STREAM_INTERVAL_S = 0.005
-
-
-@dataclass(eq=False)
-class GenerationHandle:
-    """One request's seat in an engine, shared by the loop thread and the engine thread."""
-
-    prompt_tokens: list[int]
-    max_tokens: int
-    sampler: SeededSampler | None
-    events: asyncio.Queue[StepEvent] = field(default_factory=asyncio.Queue)
-    submitted_ns: int = field(default_factory=time.perf_counter_ns)
-    # Written by the engine thread; read by the loop after the matching event arrives.
-    first_token_ns: int | None = None
-    finished_ns: int | None = None
-    # Loop thread only: set once the request has left the engine (finished or cancelled).
-    done: bool = False
-    uid: int | None = None
 
 
 @dataclass(frozen=True)
@@ -92,9 +66,14 @@ class EngineStats:
     # mean batch size): read by /metrics.
     batch_size: int = 0
     batch_sequences: int = 0
+    # Decoding requests moved between the solo path and the batch, each way.
+    moved_to_batch: int = 0
+    moved_to_solo: int = 0
 
 
 _INSERT, _CANCEL, _STOP = "insert", "cancel", "stop"
+_FAILED = "generation failed; see server log"
+_UNLOADED = "model was unloaded"
 
 
 class Engine:
@@ -114,20 +93,13 @@ class Engine:
         self.name = name
         self.path = path
         self.stats = EngineStats()
-        self._loop = loop
         self._max_batch_size = max_batch_size
         self._capacity = max_batch_size + max_queue
         self._retry_after_s = retry_after_s
         self._inbox: queue.SimpleQueue[tuple[str, GenerationHandle | None]] = queue.SimpleQueue()
         self._outstanding: set[GenerationHandle] = set()
         self._ready: concurrent.futures.Future[LoadedWeights] = concurrent.futures.Future()
-        self._stream_interval_s = stream_interval_s
-        # Guarded by _pending_lock: events not yet handed to the loop, whether a
-        # `_dispatch` is scheduled, and when the engine last scheduled one.
-        self._pending: list[tuple[GenerationHandle, StepEvent]] = []
-        self._dispatch_scheduled = False
-        self._last_wake = 0.0
-        self._pending_lock = threading.Lock()
+        self._relay = EventRelay(loop, stream_interval_s, self._outstanding.discard)
         self._thread = threading.Thread(target=self._run, name=f"mlx-engine-{name}", daemon=True)
 
     # ---- loop-thread API -------------------------------------------------------------
@@ -175,19 +147,6 @@ class Engine:
         """Count admitted requests that have not produced a token yet."""
         return sum(1 for h in self._outstanding if h.first_token_ns is None)
 
-    def _dispatch(self) -> None:
-        """Deliver pending events into the per-request queues (runs on the loop)."""
-        with self._pending_lock:
-            events, self._pending = self._pending, []
-            self._dispatch_scheduled = False
-        for handle, event in events:
-            if handle.done:
-                continue  # cancelled: nobody reads its queue any more
-            handle.events.put_nowait(event)
-            if isinstance(event, BaseException) or event[1] is not None:
-                handle.done = True
-                self._outstanding.discard(handle)
-
     # ---- engine thread -----------------------------------------------------------------
 
     def _run(self) -> None:
@@ -217,15 +176,6 @@ class Engine:
                 mx.clear_cache()
                 logger.info("unloaded model %s", self.name)
 
-    def _new_generator(self, model: Any, eos: list[list[int]]) -> BatchGenerator:
-        """Build mlx-lm's continuous batcher for this model."""
-        return BatchGenerator(
-            model,
-            stop_tokens=eos,
-            completion_batch_size=self._max_batch_size,
-            prefill_batch_size=min(8, self._max_batch_size),
-        )
-
     def _take_commands(self, block: bool) -> list[tuple[str, GenerationHandle | None]]:
         """Drain the inbox; block for the first command only when the batch is idle."""
         commands = []
@@ -238,115 +188,221 @@ class Engine:
                 return commands
 
     def _decode(self, model: Any, eos: list[list[int]]) -> None:
-        """Run the batched decode loop until a stop command."""
-        generator = self._new_generator(model, eos)
-        active: dict[int, GenerationHandle] = {}
+        """Run the decode loop until a stop command: alone for one request, batched for more."""
+        batch = DecodeBatch(model, eos, self._max_batch_size)
+        eos_ids = frozenset(t for (t,) in eos)
+        # The request decoded alone (see solo.py), or None; never set while the batch is
+        # not empty: a second request moves it into the batch first, and a batch drained
+        # to one decoding request moves that one back here.
+        solo: tuple[GenerationHandle, SoloSequence] | None = None
         try:
             while True:
-                if not active:
-                    self._flush()  # nothing is left to decode: deliver deferred tokens
-                inserted = False
-                for kind, handle in self._take_commands(block=not active):
+                idle = not batch and solo is None
+                if idle:
+                    self._relay.flush()  # nothing is left to decode: deliver deferred tokens
+                joiners: list[GenerationHandle] = []
+                for kind, handle in self._take_commands(block=idle):
                     if kind == _STOP:
-                        self._fail(list(active.values()), "model was unloaded")
+                        running = [*batch.active.values(), *joiners, *([solo[0]] if solo else [])]
+                        self._fail(running, _UNLOADED)
                         return
                     assert handle is not None
                     if kind == _INSERT:
-                        self._insert(generator, active, handle)
-                        inserted = True
-                    elif handle.uid is not None and handle.uid in active:
-                        generator.remove([handle.uid])
-                        del active[handle.uid]
-                self.stats.batch_size = len(active)
-                if not active:
-                    continue
-                if inserted:
-                    # The next step prefills a prompt and may take long: tokens held back
-                    # from fast steps must not wait for it.
-                    self._flush()
-                self.stats.batch_sequences += len(active)
-                try:
-                    _, responses = generator.next()
-                except Exception:  # noqa: BLE001 - one bad step must not kill the thread
-                    logger.exception("decode step failed for model %s", self.name)
-                    self._fail(list(active.values()), "generation failed; see server log")
-                    active.clear()
-                    generator.close()
-                    generator = self._new_generator(model, eos)
-                    continue
-                self._publish(active, responses)
+                        if solo is None and not batch and not joiners:
+                            solo = (handle, self._new_solo(model, handle))
+                            continue
+                        if solo is not None:
+                            if self._hand_over(batch, *solo, eos_ids):
+                                self.stats.moved_to_batch += 1
+                            solo = None
+                        joiners.append(handle)
+                    elif solo is not None and solo[0] is handle:
+                        solo = None
+                    elif handle in joiners:
+                        joiners.remove(handle)
+                    else:
+                        batch.remove(handle)
+                if joiners:
+                    # Prefilling takes a while: tokens held back from fast steps must not
+                    # wait for it.
+                    self._relay.flush()
+                    self._admit(model, batch, joiners, eos_ids)
+                elif solo is None and (lone := batch.lone()) is not None:
+                    # The inbox was just drained: nobody is waiting to join.
+                    solo = self._take_back(model, batch, lone)
+                self.stats.batch_size = len(batch) + (solo is not None)
+                if solo is not None:
+                    solo = self._advance_solo(*solo, eos_ids)
+                elif batch:
+                    self._step_batch(batch)
         finally:
-            generator.close()
+            batch.close()
+
+    def _admit(
+        self,
+        model: Any,
+        batch: DecodeBatch,
+        joiners: list[GenerationHandle],
+        eos_ids: frozenset[int],
+    ) -> None:
+        """Put new requests into the batch: a lone one through `_join`, several as prompts
+        (mlx-lm prefills them together in one forward pass).
+
+        A long prompt is left to the batch too, which prefills a chunk per step so that
+        the running sequences keep streaming; so is a request that finds the batch full,
+        which must wait in mlx-lm's queue without a first token.
+        """
+        lone = joiners[0] if len(joiners) == 1 else None
+        if (
+            lone is not None
+            and len(lone.prompt_tokens) <= PREFILL_STEP
+            and len(batch) < self._max_batch_size
+        ):
+            self._join(model, batch, lone, eos_ids)
+            return
+        for handle in joiners:
+            self._insert(batch, handle, handle.prompt_tokens)
+
+    def _join(
+        self, model: Any, batch: DecodeBatch, handle: GenerationHandle, eos_ids: frozenset[int]
+    ) -> None:
+        """Prefill a lone newcomer by itself and send its first token, then batch it.
+
+        Inserted as a prompt, it would get its first token three batch steps later (mlx-lm
+        prefills it in one step, starts it in the next and returns its token in the
+        third). Here the same forward passes run at once and its first token waits for
+        none of the batch's steps; the batch continues from its cache.
+        """
+        solo = self._new_solo(model, handle)
+        try:
+            while not solo.decoding:
+                solo.advance(eos_ids)
+        except Exception:  # noqa: BLE001 - reported to that request only
+            logger.exception("prefill failed for model %s", self.name)
+            self._fail([handle], _FAILED)
+            return
+        self._hand_over(batch, handle, solo, eos_ids)
+
+    def _new_solo(self, model: Any, handle: GenerationHandle) -> SoloSequence:
+        """Start decoding a request alone (no MLX work yet: its prefill is the next step)."""
+        return SoloSequence(model, handle.prompt_tokens, handle.max_tokens, handle.sampler)
+
+    def _advance_solo(
+        self, handle: GenerationHandle, solo: SoloSequence, eos_ids: frozenset[int]
+    ) -> tuple[GenerationHandle, SoloSequence] | None:
+        """Run one prefill chunk or decode step of the solo request; None once it ends."""
+        try:
+            event = solo.advance(eos_ids)
+        except Exception:  # noqa: BLE001 - one bad step must not kill the thread
+            logger.exception("decode step failed for model %s", self.name)
+            self._fail([handle], _FAILED)
+            return None
+        if event is None:
+            return (handle, solo)  # a prefill chunk: no step of the metrics' batch
+        self.stats.batch_sequences += 1
+        self._publish_one(handle, *event)
+        return None if event[1] is not None else (handle, solo)
+
+    def _hand_over(
+        self,
+        batch: DecodeBatch,
+        handle: GenerationHandle,
+        solo: SoloSequence,
+        eos_ids: frozenset[int],
+    ) -> bool:
+        """Move the solo request into the batch, with its cache, budget and sampler.
+
+        Return whether it went in (its token in flight may have been its last).
+        """
+        try:
+            event, rest = solo.hand_over(eos_ids)
+        except Exception:  # noqa: BLE001 - reading the token in flight failed
+            logger.exception("decode step failed for model %s", self.name)
+            self._fail([handle], _FAILED)
+            return False
+        if event is not None:
+            self._publish_one(handle, *event)
+            if event[1] is not None:
+                return False
+        return self._insert(batch, handle, rest.unfed, rest.max_tokens, rest.cache)
+
+    def _take_back(
+        self, model: Any, batch: DecodeBatch, handle: GenerationHandle
+    ) -> tuple[GenerationHandle, SoloSequence] | None:
+        """Move the batch's last decoding request onto the solo path (see batch.py)."""
+        try:
+            row = batch.take_back(handle)
+        except Exception:  # noqa: BLE001 - reported to that request only
+            logger.exception("could not take a sequence out of the batch for model %s", self.name)
+            batch.remove(handle)
+            self._fail([handle], _FAILED)
+            return None
+        self.stats.moved_to_solo += 1
+        solo = SoloSequence.resume(model, row.cache, row.pending, row.max_tokens, handle.sampler)
+        return handle, solo
+
+    def _step_batch(self, batch: DecodeBatch) -> None:
+        """Run one batch step; after a failure, fail the batch and start a fresh one."""
+        self.stats.batch_sequences += len(batch)
+        try:
+            events = batch.step()
+        except Exception:  # noqa: BLE001 - one bad step must not kill the thread
+            logger.exception("decode step failed for model %s", self.name)
+            self._fail(batch.reset(), _FAILED)
+            return
+        self._publish(events)
 
     def _insert(
         self,
-        generator: BatchGenerator,
-        active: dict[int, GenerationHandle],
+        batch: DecodeBatch,
         handle: GenerationHandle,
-    ) -> None:
-        """Add one request to the batch; it is prefilled during the next step."""
+        prompt: list[int],
+        max_tokens: int | None = None,
+        cache: list[Any] | None = None,
+    ) -> bool:
+        """Add one request to the batch (prefilled during the next step); False if refused."""
         try:
-            # A None sampler selects the batch's shared greedy sampler (see sampling.py).
-            (uid,) = generator.insert(
-                [handle.prompt_tokens],
-                [handle.max_tokens],
-                samplers=[handle.sampler],  # type: ignore[list-item]
-            )
+            batch.insert(handle, prompt, max_tokens, cache)
         except Exception as exc:  # noqa: BLE001 - reported to that request only
             self._fail([handle], f"could not start generation: {exc}")
-            return
-        handle.uid = uid
-        active[uid] = handle
+            return False
+        return True
 
-    def _publish(self, active: dict[int, GenerationHandle], responses: list[Any]) -> None:
+    def _publish(self, events: list[tuple[GenerationHandle, int, str | None]]) -> None:
         """Record one step's tokens and hand them to the loop in a single callback."""
-        if not responses:
+        if not events:
             return
         now = time.perf_counter_ns()
-        events: list[tuple[GenerationHandle, StepEvent]] = []
         # A first token (time to first token) or a last one (the answer completes) is
         # worth a wake of the loop on its own; other tokens may wait for the interval.
         urgent = False
-        for response in responses:
-            handle = active.get(response.uid)
-            if handle is None:
-                continue
-            if handle.first_token_ns is None:
-                handle.first_token_ns = now
-                urgent = True
-            if response.finish_reason is not None:
-                handle.finished_ns = now
-                del active[response.uid]
-                self.stats.completed += 1
-                urgent = True
-            events.append((handle, (response.token, response.finish_reason)))
+        for handle, _, finish in events:
+            urgent |= self._record(handle, finish, now)
         self.stats.tokens_generated += len(events)
         self.stats.steps += 1
-        self._send(events, urgent=urgent)
+        self._relay.send([(h, (token, finish)) for h, token, finish in events], urgent=urgent)
+
+    def _publish_one(self, handle: GenerationHandle, token: int, finish: str | None) -> None:
+        """Record and send one token of the solo request."""
+        urgent = self._record(handle, finish, time.perf_counter_ns())
+        self.stats.tokens_generated += 1
+        self.stats.steps += 1
+        self._relay.send([(handle, (token, finish))], urgent=urgent)
+
+    def _record(self, handle: GenerationHandle, finish: str | None, now: int) -> bool:
+        """Stamp a request's first and last token; tell whether the loop should wake now."""
+        urgent = False
+        if handle.first_token_ns is None:
+            handle.first_token_ns = now
+            urgent = True
+        if finish is not None:
+            handle.finished_ns = now
+            self.stats.completed += 1
+            urgent = True
+        return urgent
 
     def _fail(self, handles: list[GenerationHandle], message: str) -> None:
         """End requests with an error event."""
         if handles:
             error = GenerationFailed(message)
-            self._send([(h, error) for h in handles], urgent=True)
-
-    def _flush(self) -> None:
-        """Hand any held-back events to the loop now."""
-        self._send([], urgent=True)
-
-    def _send(self, events: list[tuple[GenerationHandle, StepEvent]], *, urgent: bool) -> None:
-        """Queue events for the loop and schedule `_dispatch`, unless one is due already
-        or (for non-urgent events) the last was scheduled under `stream_interval_s` ago;
-        held events then go with a later step's."""
-        with self._pending_lock:
-            self._pending.extend(events)
-            if self._dispatch_scheduled or not self._pending:
-                return
-            now = time.perf_counter()
-            if not urgent and now - self._last_wake < self._stream_interval_s:
-                return
-            self._dispatch_scheduled = True
-            self._last_wake = now
-        # RuntimeError: the loop is closed because the server is exiting.
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._dispatch)
+            self._relay.send([(h, error) for h in handles], urgent=True)

@@ -101,6 +101,16 @@ class _EngineCollector(Collector):
                 "Sequences summed over decode steps (divided by steps: the mean batch size).",
                 labels=["model"],
             ),
+            "to_batch": CounterMetricFamily(
+                "mlx_moves_to_batch",
+                "Requests decoding alone moved into the batch when another request arrived.",
+                labels=["model"],
+            ),
+            "to_solo": CounterMetricFamily(
+                "mlx_moves_to_solo",
+                "Requests moved out of the batch to decode alone once the others had left.",
+                labels=["model"],
+            ),
         }
         for m in loaded:
             engine, stats, name = m.engine, m.engine.stats, [m.name]
@@ -112,6 +122,8 @@ class _EngineCollector(Collector):
             counters["cancelled"].add_metric(name, stats.cancelled)
             counters["steps"].add_metric(name, stats.steps)
             counters["sequences"].add_metric(name, stats.batch_sequences)
+            counters["to_batch"].add_metric(name, stats.moved_to_batch)
+            counters["to_solo"].add_metric(name, stats.moved_to_solo)
         yield from gauges.values()
         yield from counters.values()
         yield GaugeMetricFamily("mlx_models_loaded", "Models in memory.", value=len(loaded))

@@ -1,0 +1,129 @@
+"""Decode a lone request as `mlx_lm.generate_step` does, and hand it to the batch on demand.
+
+Why not always the batch: mlx-lm's BatchGenerator pays for batching even with one sequence
+(a padded BatchKVCache and its attention mask, per-step response objects, logprobs split per
+row). Measured in-process on the tiny model (2 CPU cores, 256 tokens): BatchGenerator with
+one sequence decoded at 88% of `generate_step`'s tokens per second, which was the whole gap
+between this server's single stream and raw `stream_generate`. So a request that has the
+engine to itself is decoded here, with a plain KV cache and the same per-step work as
+`generate_step`: one step is always in flight while the previous token is read.
+
+When another request arrives, the sequence moves into the batch at the next step without
+losing anything: its KV cache goes in as a prompt cache (mlx-lm merges it into the batch
+cache), the token sampled but not yet fed goes in as the prompt, and its sampler (with its
+RNG key) goes along, so greedy and seeded outputs are those of an all-batch run. When the
+batch drains to that one sequence again, it comes back (`resume`, see batch.py) the same way:
+its cache, the token the batch sampled but has not fed, its remaining budget and its sampler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import mlx.core as mx
+from mlx_lm.models.cache import make_prompt_cache
+from mlx_lm.sample_utils import greedy_sampler
+
+# Same chunk as mlx-lm's prefill: bounds the memory of one forward pass over a long prompt.
+PREFILL_STEP = 2048
+
+
+@dataclass
+class Handover:
+    """What the batch needs to continue a solo sequence."""
+
+    unfed: list[int]
+    max_tokens: int
+    cache: list[Any]
+
+
+class SoloSequence:
+    """One sequence decoded alone: prefill in chunks, then one token per `advance`."""
+
+    def __init__(
+        self,
+        model: Any,
+        prompt_tokens: list[int],
+        max_tokens: int,
+        sampler: Any,
+        cache: list[Any] | None = None,
+        pending: mx.array | None = None,
+    ):
+        self._model = model
+        self._sampler = sampler or greedy_sampler
+        self._cache = make_prompt_cache(model) if cache is None else cache
+        # Tokens not in the cache yet; the last prompt token is fed by the first forward.
+        self._unfed = list(prompt_tokens)
+        self._max_tokens = max_tokens
+        self._emitted = 0
+        # The next token, sampled lazily by a forward already queued to MLX.
+        self._pending = pending
+
+    @classmethod
+    def resume(
+        cls, model: Any, cache: list[Any], pending: mx.array, max_tokens: int, sampler: Any
+    ) -> SoloSequence:
+        """Continue a sequence taken out of the batch: `pending` is its next token to send,
+        sampled but not in `cache`; `max_tokens` counts it."""
+        return cls(model, [], max_tokens, sampler, cache=cache, pending=pending)
+
+    @property
+    def decoding(self) -> bool:
+        """Tell whether the prompt is in the cache (the next `advance` yields a token)."""
+        return self._pending is not None
+
+    def advance(self, eos: frozenset[int]) -> tuple[int, str | None] | None:
+        """Prefill one chunk (returns None) or return the next token and its finish reason."""
+        if self._pending is None:
+            self._prefill_chunk()
+            return None
+        token_array = self._pending
+        last_by_budget = self._emitted + 1 >= self._max_tokens
+        # Queue the next forward before reading this token, as generate_step does, so
+        # MLX computes step n+1 while Python publishes token n.
+        self._pending = None if last_by_budget else self._forward(token_array)
+        return self._emit(token_array, last_by_budget, eos)
+
+    def hand_over(self, eos: frozenset[int]) -> tuple[tuple[int, str | None] | None, Handover]:
+        """Stop decoding alone: return the token in flight (if any) and the batch's input.
+
+        The token in flight is read but not fed; it becomes the batch's one-token prompt,
+        so the batch's first token for this sequence is the one after it.
+        """
+        event = None
+        if self._pending is not None:
+            token_array, self._pending = self._pending, None
+            event = self._emit(token_array, self._emitted + 1 >= self._max_tokens, eos)
+            self._unfed = [event[0]]
+        return event, Handover(self._unfed, self._max_tokens - self._emitted, self._cache)
+
+    def _emit(
+        self, token_array: mx.array, last_by_budget: bool, eos: frozenset[int]
+    ) -> tuple[int, str | None]:
+        token = token_array.item()
+        assert isinstance(token, int)  # a sampled token id
+        self._emitted += 1
+        if token in eos:
+            return token, "stop"
+        return token, "length" if last_by_budget else None
+
+    def _prefill_chunk(self) -> None:
+        """Feed up to PREFILL_STEP prompt tokens; queue the first forward once one is left."""
+        if len(self._unfed) > 1:
+            chunk = self._unfed[: min(PREFILL_STEP, len(self._unfed) - 1)]
+            self._model(mx.array(chunk)[None], cache=self._cache)
+            mx.eval([c.state for c in self._cache])
+            mx.clear_cache()
+            self._unfed = self._unfed[len(chunk) :]
+        if len(self._unfed) == 1:
+            self._pending = self._forward(mx.array(self._unfed))
+            self._unfed = []
+
+    def _forward(self, tokens: mx.array) -> mx.array:
+        """Queue one forward pass and the sampling of its last position."""
+        logits = self._model(tokens.reshape(1, -1), cache=self._cache)[:, -1, :]
+        logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        sampled: mx.array = self._sampler(logprobs)
+        mx.async_eval(sampled)
+        return sampled
