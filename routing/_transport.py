@@ -96,10 +96,19 @@ class _Body(httpx.AsyncByteStream):
             return
         reader = connection.reader
         timeout = self._timeout
+        loop = asyncio.get_running_loop()
+        # The read timeout bounds the wait for the next bytes, not the whole body. Why one
+        # timer per body, re-armed before each read, instead of an asyncio.timeout() per read:
+        # a streamed answer is read in dozens of pieces and that context was most of the cost
+        # of each. The timer is disarmed before every yield, so a consumer that holds the
+        # body between pieces (longer than the timeout, even) is never cancelled by it.
+        # The body is read by the task that started reading it, as httpx's streams are.
         try:
-            if self._chunked:
-                while True:  # RFC 9112 section 7.1
-                    async with asyncio.timeout(timeout):
+            async with asyncio.timeout(None) as timer:
+                if self._chunked:
+                    while True:  # RFC 9112 section 7.1
+                        if timeout is not None:
+                            timer.reschedule(loop.time() + timeout)
                         size = _chunk_size(await reader.readuntil(b"\r\n"))
                         if size == 0:
                             # Trailer fields, if any, end with an empty line.
@@ -107,25 +116,30 @@ class _Body(httpx.AsyncByteStream):
                                 pass
                             break
                         chunk = await reader.readexactly(size + 2)
-                    if chunk[-2:] != b"\r\n":
-                        raise httpx.RemoteProtocolError("chunk data not followed by CRLF")
-                    yield chunk[:-2]
-            elif self._length is not None:
-                remaining = self._length
-                while remaining > 0:
-                    async with asyncio.timeout(timeout):
+                        timer.reschedule(None)
+                        if chunk[-2:] != b"\r\n":
+                            raise httpx.RemoteProtocolError("chunk data not followed by CRLF")
+                        yield chunk[:-2]
+                elif self._length is not None:
+                    remaining = self._length
+                    while remaining > 0:
+                        if timeout is not None:
+                            timer.reschedule(loop.time() + timeout)
                         data = await reader.read(min(remaining, _READ_SIZE))
-                    if not data:
-                        raise asyncio.IncompleteReadError(b"", remaining)
-                    remaining -= len(data)
-                    yield data
-            else:  # no length: the body runs until the server closes the connection
-                while True:
-                    async with asyncio.timeout(timeout):
+                        timer.reschedule(None)
+                        if not data:
+                            raise asyncio.IncompleteReadError(b"", remaining)
+                        remaining -= len(data)
+                        yield data
+                else:  # no length: the body runs until the server closes the connection
+                    while True:
+                        if timeout is not None:
+                            timer.reschedule(loop.time() + timeout)
                         data = await reader.read(_READ_SIZE)
-                    if not data:
-                        break
-                    yield data
+                        timer.reschedule(None)
+                        if not data:
+                            break
+                        yield data
         except TimeoutError:
             self._drop()
             raise httpx.ReadTimeout("timed out reading the response body") from None

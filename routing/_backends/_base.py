@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 _MAX_ERROR_BODY = 2000
+_decode_json = json.JSONDecoder().decode
 # How long to wait for a stream's body to end after its final chunk (see drain()).
 _DRAIN_SECONDS = 1.0
 
@@ -92,6 +93,7 @@ class Backend(ABC):
         self._client = client
         self._connect_timeout = connect_timeout
         self._timeouts: dict[float, httpx.Timeout] = {}
+        self._urls: dict[str, httpx.URL] = {}
 
     @abstractmethod
     def events(
@@ -114,9 +116,22 @@ class Backend(ABC):
             self._timeouts[secs] = t
         return t
 
+    def url_for(self, target: Target, path: str) -> httpx.URL:
+        """Return the parsed URL of path on the target's endpoint (cached).
+
+        Why: httpx parses and validates a str URL on every call; a parsed one is reused as
+        is. The cache holds one entry per (endpoint, path) of the configured routes.
+        """
+        key = target.endpoint_url + path
+        url = self._urls.get(key)
+        if url is None:
+            url = self._urls[key] = httpx.URL(key)
+        return url
+
     def parse_json(self, raw: bytes | str, target: Target) -> Any:
         try:
-            return json.loads(raw)
+            # A streamed line is a str: the decoder directly skips json.loads' type checks.
+            return _decode_json(raw) if type(raw) is str else json.loads(raw)
         except ValueError as exc:
             snippet = raw[:80] if isinstance(raw, str) else raw[:80].decode("utf-8", "replace")
             raise UpstreamProtocolError(

@@ -63,7 +63,7 @@ class OllamaBackend(Backend):
         self, target: Target, request: GenerationRequest
     ) -> AsyncGenerator[StreamEvent, None]:
         path = "/api/chat" if request.messages is not None else "/api/generate"
-        url = target.endpoint_url + path
+        url = self.url_for(target, path)
         body = self.render(target, request)
         timeout = self.timeout_for(target)
         if not request.stream:

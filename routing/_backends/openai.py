@@ -65,7 +65,7 @@ class OpenAIBackend(Backend):
         self, target: Target, request: GenerationRequest
     ) -> AsyncGenerator[StreamEvent, None]:
         chat = request.messages is not None
-        url = target.endpoint_url + ("/v1/chat/completions" if chat else "/v1/completions")
+        url = self.url_for(target, "/v1/chat/completions" if chat else "/v1/completions")
         body = self.render(target, request)
         timeout = self.timeout_for(target)
         if not request.stream:

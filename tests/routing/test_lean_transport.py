@@ -332,3 +332,84 @@ async def test_no_more_idle_connections_are_kept_than_max_keepalive_connections(
         assert server.connections == 3
         await asyncio.gather(*(client.get(url) for _ in range(2)))
     assert server.connections == 4  # one kept idle and reused, one opened anew
+
+
+# -- the read timeout is per read, not per body ----------------------------------------------
+
+
+def trickling(head: bytes, pieces: list[bytes], gap: float) -> Handler:
+    """Answer once: the head, then each piece after ``gap`` seconds (then close, if no length)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(head)
+        for piece in pieces:
+            await asyncio.sleep(gap)
+            writer.write(piece)
+            await writer.drain()
+        if head is not CLOSE_HEAD:
+            await read_request(reader)  # wait for the client to hang up
+
+    return handler
+
+
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+SIZED_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n"
+CLOSE_HEAD = b"HTTP/1.0 200 OK\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("head", "pieces"),
+    [
+        (CHUNKED_HEAD, [b"2\r\nab\r\n", b"2\r\ncd\r\n", b"2\r\nef\r\n", b"0\r\n\r\n"]),
+        (SIZED_HEAD, [b"ab", b"cd", b"ef"]),
+        (CLOSE_HEAD, [b"ab", b"cd", b"ef"]),
+    ],
+    ids=["chunked", "sized", "close-delimited"],
+)
+async def test_a_slow_but_steady_body_longer_than_the_read_timeout_is_read_whole(
+    client, head, pieces
+):
+    async with RawServer(trickling(head, pieces, gap=0.1)) as url:
+        # Each gap (0.1 s) is well under the read timeout; the whole body (0.3-0.4 s) is not.
+        response = await client.get(url, timeout=0.25)
+    assert response.content == b"abcdef"
+
+
+@pytest.mark.parametrize(
+    ("head", "first"),
+    [(CHUNKED_HEAD, b"2\r\nab\r\n"), (SIZED_HEAD, b"ab"), (CLOSE_HEAD, b"ab")],
+    ids=["chunked", "sized", "close-delimited"],
+)
+async def test_a_body_that_stalls_between_pieces_is_a_read_timeout(client, head, first):
+    async def stalls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(head + first)
+        await asyncio.sleep(5)
+
+    async with RawServer(stalls) as url, client.stream("GET", url, timeout=0.2) as response:
+        pieces = []
+        with pytest.raises(httpx.ReadTimeout):
+            async for piece in response.aiter_raw():
+                pieces.append(piece)
+    assert pieces == [b"ab"]
+
+
+async def test_a_consumer_pausing_longer_than_the_read_timeout_between_pieces_is_not_cut_off(
+    client,
+):
+    # The server sends everything at once; the consumer sleeps 3x the read timeout after each
+    # piece. The timer must be off while the body waits at its yield: a timer left armed
+    # there would cancel the consumer's own sleep (or surface as a ReadTimeout later).
+    pieces = [b"2\r\nab\r\n", b"2\r\ncd\r\n", b"2\r\nef\r\n", b"0\r\n\r\n"]
+    server = RawServer(answering(CHUNKED_HEAD + b"".join(pieces), ok()))
+    async with server as url:
+        async with client.stream("GET", url, timeout=0.05) as response:
+            received = []
+            async for piece in response.aiter_raw():
+                received.append(piece)
+                await asyncio.sleep(0.15)
+        assert received == [b"ab", b"cd", b"ef"]
+        # The body ended cleanly: its connection went back to the pool for the next request.
+        assert (await client.get(url, timeout=0.05)).text == "ok"
+    assert server.connections == 1
