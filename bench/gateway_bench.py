@@ -312,7 +312,7 @@ def report(rows: list, with_litellm: bool, paced_ms: float) -> None:
     pace = f", {paced_ms:g} ms between chunks" if paced_ms else ""
     print(f"\nLatency in ms (closed loop, POST /v1/chat/completions, 16-chunk answers{pace}).")
     print("Added = the same percentile minus the direct call's; TTFB = first body byte.\n")
-    head = "| stream | c | direct p50 / p99 | gateway p50 / p95 / p99 | gateway added p50 / p99 | gateway TTFB p50 |"
+    head = "| stream | c | direct p50 / p99 | gateway p50 / p95 / p99 | gateway added p50 / p99 | TTFB p50 direct / gateway |"
     sep = "|---|---|---|---|---|---|"
     if with_litellm:
         head += " LiteLLM p50 / p99 | LiteLLM added p50 |"
@@ -323,14 +323,14 @@ def report(rows: list, with_litellm: bool, paced_ms: float) -> None:
     print(sep)
     verdict = ""
     for stream, c, results in rows:
-        d_lat, _, d_rps = results["direct"]
+        d_lat, d_ttfb, d_rps = results["direct"]
         g_lat, g_ttfb, g_rps = results["gateway"]
         dp50, dp99 = statistics.median(d_lat), pct(d_lat, 0.99)
         gp50, gp95, gp99 = statistics.median(g_lat), pct(g_lat, 0.95), pct(g_lat, 0.99)
         line = (
             f"| {'yes' if stream else 'no'} | {c} | {dp50:.2f} / {dp99:.2f} | "
             f"{gp50:.2f} / {gp95:.2f} / {gp99:.2f} | {gp50 - dp50:+.2f} / {gp99 - dp99:+.2f} | "
-            f"{statistics.median(g_ttfb):.2f} |"
+            f"{statistics.median(d_ttfb):.2f} / {statistics.median(g_ttfb):.2f} |"
         )
         rps = f"{statistics.mean(d_rps):,.0f} / {statistics.mean(g_rps):,.0f}"
         if with_litellm:
