@@ -36,9 +36,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from gateway_bench import Connection, Process, free_port  # noqa: E402
+from gateway_bench import (  # noqa: E402
+    BENCH_TOKEN,
+    Connection,
+    Process,
+    free_port,
+    serve_gateway,
+)
 
-TOKEN = "bench-token"
 # (client path, body builder): the request each client protocol sends.
 PATHS = ("/api/generate", "/api/chat", "/v1/completions", "/v1/chat/completions")
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -64,7 +69,7 @@ def raw_request(port: int, path: str, model: str, stream: bool) -> bytes:
     payload = json.dumps(request_body(path, model, stream)).encode()
     head = (
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {BENCH_TOKEN}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(payload)}\r\n\r\n"
     )
     return head.encode() + payload
@@ -171,33 +176,6 @@ async def run(args: argparse.Namespace) -> None:
         admin.stop()
 
 
-def serve_gateway(port: int, routes_file: str, admin_url: str) -> None:
-    """Child process: the gateway as `python -m athena_admin.gateway` serves it.
-
-    Django is set up as there, though this gateway never queries it: its objects are most of
-    the heap, which is what a full garbage collection walks.
-    """
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "athena_admin.settings")
-    import django
-
-    django.setup()
-    from athena_admin.gateway import GatewayConfig, create_app
-    from athena_admin.gateway.__main__ import serve
-    from routing.logs import configure_logging
-
-    def bench_token(token: str) -> str | None:
-        return "bench" if token == TOKEN else None
-
-    config = GatewayConfig(
-        admin_url=admin_url,
-        routes_file=routes_file,
-        bearer_authenticator=bench_token,
-        router_options={"metrics_interval": 0.5},
-    )
-    configure_logging(service="gateway", level="warning")
-    serve(create_app(config), host="127.0.0.1", port=port)
-
-
 # --- in process: the gateway's own layer alone ---------------------------------------------
 
 
@@ -243,7 +221,7 @@ async def asgi_call(app: Any, path: str, raw_body: bytes) -> bytes:
         "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
         "root_path": "", "server": ("127.0.0.1", 11400), "client": ("127.0.0.1", 50000),
         "headers": [
-            (b"host", b"127.0.0.1:11400"), (b"authorization", f"Bearer {TOKEN}".encode()),
+            (b"host", b"127.0.0.1:11400"), (b"authorization", f"Bearer {BENCH_TOKEN}".encode()),
             (b"content-type", b"application/json"),
             (b"content-length", str(len(raw_body)).encode()),
         ],
@@ -269,7 +247,7 @@ async def run_in_process(args: argparse.Namespace) -> None:
     from athena_admin.gateway import GatewayConfig, create_app
     from athena_admin.gateway.__main__ import tune_gc
 
-    config = GatewayConfig(admin_url=None, bearer_authenticator=lambda t: "bench" if t == TOKEN else None)  # fmt: skip
+    config = GatewayConfig(admin_url=None, bearer_authenticator=lambda t: "bench" if t == BENCH_TOKEN else None)  # fmt: skip
     app = create_app(config, router=InstantRouter())  # type: ignore[arg-type]
     tune_gc()  # as serve() does
     print(f"\nGateway layer CPU per request, us, in process with an instant router "

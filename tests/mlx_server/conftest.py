@@ -109,6 +109,14 @@ def server(
 
 
 @pytest.fixture
+def lone_server(tiny_model_path: Path, tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server of its own, for tests that need the engine to themselves."""
+    running = start_server(["--model", str(tiny_model_path)], tmp_path / "log")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
 def client(server: ServerProcess) -> Iterator[httpx.Client]:
     """An HTTP client on the shared server."""
     with server.client() as http:

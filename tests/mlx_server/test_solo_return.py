@@ -7,72 +7,20 @@ must be the one it gets when nothing moves; `mlx_moves_to_batch` and `mlx_moves_
 """
 
 import asyncio
-import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
-import pytest
 
-from .conftest import MODEL_NAME, ServerProcess, start_server
-
-FIRST = "Once upon a time there was a small model"
-SECOND = "Why is the sky blue?"
-
-
-@pytest.fixture
-def lone_server(tiny_model_path: Path, tmp_path: Path) -> Iterator[ServerProcess]:
-    """A server of its own, so its counters count this test's requests only."""
-    running = start_server(["--model", str(tiny_model_path)], tmp_path / "log")
-    yield running
-    running.stop()
-
-
-def counter(base_url: str, name: str) -> float:
-    """Read one of the tiny model's counters from /metrics."""
-    text = httpx.get(f"{base_url}/metrics").text
-    prefix = f'{name}_total{{model="{MODEL_NAME}"}} '
-    (line,) = [line for line in text.splitlines() if line.startswith(prefix)]
-    return float(line[len(prefix) :])
-
-
-async def complete(
-    http: httpx.AsyncClient, prompt: str, max_tokens: int, **options: object
-) -> tuple[str, int, str]:
-    """Return the text, completion tokens and finish reason of a non-streamed completion."""
-    body = {"model": MODEL_NAME, "prompt": prompt, "max_tokens": max_tokens, **options}
-    answer = (await http.post("/v1/completions", json=body)).json()
-    choice = answer["choices"][0]
-    return choice["text"], answer["usage"]["completion_tokens"], choice["finish_reason"]
-
-
-async def stream(
-    http: httpx.AsyncClient, started: asyncio.Event, max_tokens: int, **options: object
-) -> tuple[str, int, str]:
-    """Stream FIRST; set `started` once text has arrived (the request is decoding alone)."""
-    body = {
-        "model": MODEL_NAME,
-        "prompt": FIRST,
-        "max_tokens": max_tokens,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        **options,
-    }
-    text, tokens, finish = "", 0, ""
-    async with http.stream("POST", "/v1/completions", json=body) as response:
-        async for line in response.aiter_lines():
-            if not line.startswith("data: {"):
-                continue
-            event = json.loads(line[6:])
-            if event.get("usage"):
-                tokens = event["usage"]["completion_tokens"]
-            for choice in event["choices"]:
-                text += choice["text"]
-                finish = choice["finish_reason"] or finish
-            if text:
-                started.set()
-    return text, tokens, finish
+from .conftest import MODEL_NAME, ServerProcess
+from .lone_requests import (
+    FIRST,
+    SECOND,
+    complete,
+    counter,
+    first_streaming,
+    stream,
+    wait_until_idle,
+)
 
 
 async def outlive_a_batch(server: ServerProcess, **options: object) -> None:
@@ -136,13 +84,8 @@ def test_a_client_that_leaves_after_the_move_back_frees_its_slot(
     with lone_server.client() as http:
         payload = {"model": MODEL_NAME, "prompt": SECOND, "max_tokens": 30, "temperature": 0}
         second_alone = http.post("/v1/completions", json=payload).json()["choices"][0]["text"]
-        long = {"model": MODEL_NAME, "prompt": FIRST, "max_tokens": 1900, "stream": True}
-        with http.stream("POST", "/v1/completions", json={**long, "temperature": 0}) as response:
-            # Keep the iterator referenced: a dropped one closes the connection.
-            lines = response.iter_lines()
-            next(line for line in lines if line.startswith("data: {"))
-            with lone_server.client() as other:
-                other.post("/v1/completions", json=payload)
+        with first_streaming(http), lone_server.client() as other:
+            other.post("/v1/completions", json=payload)
             # The engine moves the stream back at its next step; poll, the machine may be busy.
             deadline = time.monotonic() + 3
             while (moved := counter(lone_server.base_url, "mlx_moves_to_solo")) < 1:
@@ -152,10 +95,7 @@ def test_a_client_that_leaves_after_the_move_back_frees_its_slot(
             still_running = http.get("/health").json()["active_requests"] == 1
         # The client has left the stream that went back to the solo path: its slot is
         # freed within a step.
-        deadline = time.monotonic() + 3
-        while http.get("/health").json()["active_requests"] and time.monotonic() < deadline:
-            time.sleep(0.02)
-        health = http.get("/health").json()
+        health = wait_until_idle(http)
         # The engine goes on serving, alone again.
         after = http.post("/v1/completions", json=payload).json()["choices"][0]["text"]
     assert (moved, still_running) == (1, True)
