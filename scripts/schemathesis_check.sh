@@ -64,8 +64,8 @@ curl -sf -H "Authorization: Bearer $OPERATOR_KEY" -H "Accept: application/vnd.oa
 # still be refused with 400 by rules a JSON schema cannot state (model names are unique,
 # fallbacks must name existing entries, endpoints must sit in the allowed networks, a
 # sample's started_at must be representable: 0001-01-01T01:00+05:06 is before year 1 in UTC).
-# negative_data_rejection is left out: DRF coerces JSON scalars (0 for false, 0 for "0",
-# "1" for 1), so a type-confused body is accepted rather than refused; see issue 8.
+# negative_data_rejection is on: the API refuses a JSON value of the wrong type instead of
+# letting DRF coerce it (backends/api/serializers.py, StrictJSONTypes).
 st() {
   local name=$1 auth=$2
   shift 2
@@ -81,7 +81,7 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403",
 EOF
   echo "== schemathesis: $name"
   "$VENV/bin/st" --config-file "$WORK/$name.toml" run "$WORK/openapi.json" --url "$BASE" \
-    --checks all --exclude-checks negative_data_rejection --max-examples "$MAX_EXAMPLES" --seed "$SEED" --workers 1 --no-shrink \
+    --checks all --max-examples "$MAX_EXAMPLES" --seed "$SEED" --workers 1 --no-shrink \
     --request-timeout 10 --warnings off \
     --report junit --report-junit-path "$WORK/$name.xml" "$@"
 }

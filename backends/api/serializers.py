@@ -1,10 +1,73 @@
 """Request and response shapes of the API."""
 
+from collections.abc import Mapping
 from typing import Any
 
 from rest_framework import serializers
 
 from backends.models import BackendType, LLMBackend, RequestSample, validate_model_name
+
+# The JSON type each kind of field takes, most specific first. DRF alone coerces scalars
+# ("1" -> 1, 0 -> false, 5 -> "5"): a client that sends the wrong type has a bug, and
+# accepting it hides the bug until a value that does not coerce arrives.
+_JSON_TYPES: tuple[tuple[type[serializers.Field], tuple[type, ...], str], ...] = (
+    (serializers.BooleanField, (bool,), "a boolean"),
+    (serializers.IntegerField, (int,), "an integer"),
+    (serializers.FloatField, (int, float), "a number"),
+    (serializers.ListField, (list,), "a list"),
+    (serializers.CharField, (str,), "a string"),
+    (serializers.ChoiceField, (str,), "a string"),
+    (serializers.UUIDField, (str,), "a string"),
+    (serializers.DateTimeField, (str,), "a string"),
+)
+
+
+def _json_type_error(field: serializers.Field, value: Any) -> str | None:
+    """Say what is wrong if a JSON value has the wrong type for its field, else None."""
+    if value is None:
+        return None  # the field's own allow_null decides
+    for kind, types, name in _JSON_TYPES:
+        if isinstance(field, kind):
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+                return f"Must be {name}, not {_json_name(value)}."
+            if isinstance(field, serializers.ListField) and isinstance(value, list):
+                for item in value:
+                    if message := _json_type_error(field.child, item):
+                        return f"Each item: {message[0].lower()}{message[1:]}"
+            return None
+    return None
+
+
+def _json_name(value: Any) -> str:
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}
+    return names.get(type(value), "an object" if isinstance(value, Mapping) else "a list")
+
+
+class StrictJSONTypes(serializers.Serializer):
+    """Refuse a JSON value of the wrong type (a 400 naming the field) instead of coercing it."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping) and not hasattr(data, "getlist"):  # JSON, not a form
+            errors = {
+                name: [message]
+                for name, field in self.fields.items()
+                if not field.read_only
+                and name in data
+                and (message := _json_type_error(field, data[name]))
+            }
+        else:
+            errors = {}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if not errors or not isinstance(exc.detail, dict):
+                raise
+            # Report every bad field at once: the other fields' errors, and the type errors
+            # instead of whatever the coercion made of those values.
+            raise serializers.ValidationError({**exc.detail, **errors}) from None
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
 
 
 class FallbackNamesField(serializers.ListField):
@@ -14,7 +77,7 @@ class FallbackNamesField(serializers.ListField):
         return [link.fallback.model_name for link in instance.fallback_links.all()]
 
 
-class LLMBackendSerializer(serializers.ModelSerializer):
+class LLMBackendSerializer(StrictJSONTypes, serializers.ModelSerializer):
     """The plan's LLMBackendCreate/LLMBackendResponse, plus the fields Athena adds."""
 
     model_name = serializers.CharField(max_length=255, validators=[validate_model_name])
@@ -111,7 +174,7 @@ INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 
 
-class SampleSerializer(serializers.ModelSerializer):
+class SampleSerializer(StrictJSONTypes, serializers.ModelSerializer):
     id = serializers.UUIDField()
     entry_id = serializers.IntegerField(
         min_value=1, max_value=INT64_MAX, allow_null=True, required=False
@@ -157,7 +220,7 @@ class SampleSerializer(serializers.ModelSerializer):
         return value or ""
 
 
-class SampleBatchSerializer(serializers.Serializer):
+class SampleBatchSerializer(StrictJSONTypes, serializers.Serializer):
     samples = SampleSerializer(many=True, min_length=1, max_length=1000, allow_empty=False)
 
 
