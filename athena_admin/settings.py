@@ -319,6 +319,8 @@ if env_str("ATHENA_PROXY_SSL_HEADER"):
 # The Ollama/OpenAI-compatible endpoint (python -m athena_admin.gateway), docs/gateway.md.
 ATHENA_GATEWAY_HOST = env_str("ATHENA_GATEWAY_HOST", "127.0.0.1")
 ATHENA_GATEWAY_PORT = env_int("ATHENA_GATEWAY_PORT", 11400)
+# Processes sharing the port, each with its own router (docs/gateway.md); 1 = one process.
+ATHENA_GATEWAY_WORKERS = env_int("ATHENA_GATEWAY_WORKERS", 1)
 # Let unauthenticated clients on loopback in (home use). Never behind a local reverse proxy:
 # then every client connects from loopback.
 ATHENA_GATEWAY_OPEN_ON_LOOPBACK = env_bool("ATHENA_GATEWAY_OPEN_ON_LOOPBACK", False)

@@ -1,6 +1,6 @@
 """The gateway's added latency and throughput vs the upstream called directly vs LiteLLM.
 
-    .venv/bin/python bench/gateway_bench.py [--quick] [--no-litellm] [--paced MS]
+    .venv/bin/python bench/gateway_bench.py [--quick] [--no-litellm] [--paced MS] [--workers N]
 
 Every server runs in its own process: the OpenAI-protocol test upstream (tests/upstreams,
 16-chunk answers, no delay), a stand-in admin receiving the router's metrics, the gateway
@@ -15,6 +15,9 @@ Prints a markdown table.
 between its 16 chunks (10 ms is a 100 tokens/s model), streaming only. With a fast upstream,
 the c=64 rows measure a saturated machine (client, upstream and gateway share its cores, so
 the gateway's CPU turns into queueing); with a paced one, they measure the gateway's own delay.
+
+``--workers N`` runs the gateway as ``--workers N`` does (athena_admin.gateway.workers): N
+processes on one port. Worth it only with cores to spare beyond the upstream and the client.
 """
 
 from __future__ import annotations
@@ -29,7 +32,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from athena_admin.gateway import GatewayApp, GatewayConfig
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -140,31 +147,58 @@ def pct(values: list[float], q: float) -> float:
 # --- the servers -------------------------------------------------------------------------
 
 
-def serve_gateway(port: int, routes_file: str, admin_url: str) -> None:
-    """Child process: run the gateway as production does (`athena_admin.gateway.__main__`).
+def bench_token(token: str) -> str | None:
+    # The bearer hook: the same hashed-cache hot path a service key takes, minus Django.
+    return "bench" if token == BENCH_TOKEN else None
 
-    Django is set up as there, though this gateway never queries it: its objects are most of
-    the heap, which is what a full garbage collection walks.
-    """
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "athena_admin.settings")
-    import django
 
-    django.setup()
-    from athena_admin.gateway import GatewayConfig, create_app
-    from athena_admin.gateway.__main__ import serve
+def bench_config(routes_file: str, admin_url: str) -> GatewayConfig:
+    from athena_admin.gateway import GatewayConfig
 
-    def bench_token(token: str) -> str | None:
-        # The bearer hook: the same hashed-cache hot path a service key takes, minus Django.
-        return "bench" if token == BENCH_TOKEN else None
-
-    config = GatewayConfig(
+    return GatewayConfig(
         admin_url=admin_url,
         routes_file=routes_file,
         bearer_authenticator=bench_token,
         router_options={"metrics_interval": 0.5},
     )
+
+
+def setup_django() -> None:
+    """Set Django up as production does, though this gateway never queries it.
+
+    Why: its objects are most of the heap, which is what a full garbage collection walks.
+    """
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "athena_admin.settings")
+    import django
+
+    django.setup()
+
+
+def bench_worker_app() -> GatewayApp:
+    """uvicorn's app factory for --workers N > 1, called in each worker process."""
+    from athena_admin.gateway.workers import build_worker_app
+
+    setup_django()
+    return build_worker_app(bench_config(os.environ["BENCH_ROUTES_FILE"], os.environ["BENCH_ADMIN_URL"]))  # fmt: skip
+
+
+def serve_gateway(port: int, routes_file: str, admin_url: str, workers: int) -> None:
+    """Child process: run the gateway as production does (`athena_admin.gateway.__main__`)."""
+    if workers > 1:
+        from athena_admin.gateway.workers import serve_workers
+
+        # The factory runs in freshly spawned workers: hand it its settings in the
+        # environment. They import this file as `gateway_bench` (its folder is on sys.path).
+        os.environ["BENCH_ROUTES_FILE"] = routes_file
+        os.environ["BENCH_ADMIN_URL"] = admin_url
+        serve_workers("gateway_bench:bench_worker_app", workers=workers, host="127.0.0.1", port=port)  # fmt: skip
+        return
+    setup_django()
+    from athena_admin.gateway import create_app
+    from athena_admin.gateway.__main__ import serve
+
     # One process, uvloop and httptools, start-up objects frozen out of the GC, as serve() does.
-    serve(create_app(config), host="127.0.0.1", port=port)
+    serve(create_app(bench_config(routes_file, admin_url)), host="127.0.0.1", port=port)
 
 
 class Process:
@@ -258,7 +292,7 @@ async def measure(
     return results
 
 
-async def run(quick: bool, with_litellm: bool, paced_ms: float) -> None:
+async def run(quick: bool, with_litellm: bool, paced_ms: float, workers: int) -> None:
     from tests.upstreams import serve_in_subprocess
 
     n1, n64 = (100, 500) if quick else (300, 2000)
@@ -273,11 +307,22 @@ async def run(quick: bool, with_litellm: bool, paced_ms: float) -> None:
     routes.write_text(json.dumps({"routes": [{"model": "bench", "targets": [{"backend_type": "openai", "endpoint_url": upstream.url, "upstream_model": "m", "max_tokens": 64}]}]}))  # fmt: skip
     port = free_port()
     gateway = Process(
-        [sys.executable, __file__, "--serve-gateway", str(port), str(routes), admin.url],
+        [
+            sys.executable,
+            __file__,
+            "--serve-gateway",
+            str(port),
+            str(routes),
+            admin.url,
+            "--workers",
+            str(workers),
+        ],  # fmt: skip
         f"http://127.0.0.1:{port}",
         "/health",
         log=workdir / "gateway.log",
     )
+    if workers > 1:
+        time.sleep(3)  # the ready check reached one worker: let the others finish starting
     litellm = start_litellm(upstream.url, workdir) if with_litellm else None
     try:
         targets = {
@@ -305,10 +350,10 @@ async def run(quick: bool, with_litellm: bool, paced_ms: float) -> None:
             litellm.stop()
         upstream.stop()
         admin.stop()
-    report(rows, litellm is not None, paced_ms)
+    report(rows, litellm is not None, paced_ms, workers)
 
 
-def report(rows: list, with_litellm: bool, paced_ms: float) -> None:
+def report(rows: list, with_litellm: bool, paced_ms: float, workers: int) -> None:
     pace = f", {paced_ms:g} ms between chunks" if paced_ms else ""
     print(f"\nLatency in ms (closed loop, POST /v1/chat/completions, 16-chunk answers{pace}).")
     print("Added = the same percentile minus the direct call's; TTFB = first body byte.\n")
@@ -342,10 +387,14 @@ def report(rows: list, with_litellm: bool, paced_ms: float) -> None:
         if not stream and c == 64:
             ok = statistics.mean(g_rps) >= 500 and gp95 <= 100
             verdict = (
-                f"\nOne gateway process, non-streaming, c=64: {statistics.mean(g_rps):,.0f} requests/s, "
+                f"\n{_processes(workers)}, non-streaming, c=64: {statistics.mean(g_rps):,.0f} requests/s, "
                 f"p95 {gp95:.1f} ms -> {'meets' if ok else 'misses'} the >= 500 req/s at p95 <= 100 ms goal."
             )
     print(verdict)
+
+
+def _processes(workers: int) -> str:
+    return "One gateway process" if workers == 1 else f"A gateway of {workers} worker processes"
 
 
 if __name__ == "__main__":
@@ -355,10 +404,13 @@ if __name__ == "__main__":
     parser.add_argument(
         "--paced", type=float, default=0.0, metavar="MS", help="upstream pause between chunks"
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="gateway worker processes (default 1)"
+    )
     parser.add_argument("--serve-gateway", nargs=3, metavar=("PORT", "ROUTES", "ADMIN"), help=argparse.SUPPRESS)  # fmt: skip
     args = parser.parse_args()
     if args.serve_gateway:
-        serve_gateway(int(args.serve_gateway[0]), args.serve_gateway[1], args.serve_gateway[2])
+        serve_gateway(int(args.serve_gateway[0]), args.serve_gateway[1], args.serve_gateway[2], args.workers)  # fmt: skip
     else:
         try:
             import uvloop
@@ -366,4 +418,6 @@ if __name__ == "__main__":
             uvloop.install()
         except ImportError:
             pass
-        asyncio.run(run(args.quick, not args.no_litellm, args.paced))
+        if args.workers < 1:
+            parser.error(f"--workers must be >= 1, got {args.workers}")
+        asyncio.run(run(args.quick, not args.no_litellm, args.paced, args.workers))

@@ -1,4 +1,4 @@
-"""python -m athena_admin.gateway [--host 127.0.0.1] [--port 11400]"""
+"""python -m athena_admin.gateway [--host 127.0.0.1] [--port 11400] [--workers 1]"""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["main", "serve", "tune_gc"]
+__all__ = ["configure", "main", "serve", "setup_django", "tune_gc"]
 
 
 def tune_gc() -> None:
@@ -47,25 +47,61 @@ def serve(app: Any, *, host: str, port: int, log_level: str = "warning") -> None
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def setup_django() -> None:
+    """Set Django up from athena_admin.settings (the gateway reads its settings and keys)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "athena_admin.settings")
     import django
 
     django.setup()
+
+
+def configure(*, log_level: str) -> None:
+    """Configure logging as every gateway process does."""
+    from routing.logs import configure_logging
+
+    # routing/logs.py's format (JSON lines in production), tagged as the gateway; uvicorn's
+    # own loggers propagate to it (log_config=None in serve()). At `info`, one line per request.
+    configure_logging(service="gateway", level=log_level)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        setup_django()
+    except ImproperlyConfigured as exc:  # a bad ATHENA_* value: say which, no traceback
+        print(f"python -m athena_admin.gateway: error: {exc}", file=sys.stderr)
+        return 2
     from django.conf import settings
 
     parser = argparse.ArgumentParser(prog="python -m athena_admin.gateway")
     parser.add_argument("--host", default=settings.ATHENA_GATEWAY_HOST)
     parser.add_argument("--port", type=int, default=settings.ATHENA_GATEWAY_PORT)
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=settings.ATHENA_GATEWAY_WORKERS,
+        help="processes sharing the port (default: ATHENA_GATEWAY_WORKERS, 1); docs/gateway.md",
+    )
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        # Checked here, not by argparse's type: the default comes from the environment too.
+        parser.error(
+            f"--workers (ATHENA_GATEWAY_WORKERS) must be an integer >= 1, got {args.workers}"
+        )
+
+    configure(log_level=args.log_level)
+    if args.workers > 1:
+        from athena_admin.gateway.workers import serve_workers
+
+        serve_workers(
+            workers=args.workers, host=args.host, port=args.port, log_level=args.log_level
+        )
+        return 0
 
     from athena_admin.gateway import create_app
-    from routing.logs import configure_logging
 
-    # routing/logs.py's format (JSON lines in production), tagged as the gateway; uvicorn's
-    # own loggers propagate to it (log_config=None below). At `info`, one line per request.
-    configure_logging(service="gateway", level=args.log_level)
     serve(create_app(), host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

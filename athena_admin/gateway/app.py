@@ -47,7 +47,11 @@ class Gateway:
         self._owns_router = router is None
         self.auth = Authenticator(config)
         self.catalog = ModelCatalog(lambda: self.router, ttl=config.models_cache_seconds)
-        self.metrics = GatewayMetrics(lambda: self._router, max_models=config.metrics_max_models)
+        self.metrics = GatewayMetrics(
+            lambda: self._router,
+            max_models=config.metrics_max_models,
+            multiprocess_dir=config.metrics_multiprocess_dir,
+        )
 
     @property
     def router(self) -> LLMRouter:

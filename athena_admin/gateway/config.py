@@ -37,6 +37,9 @@ class GatewayConfig:
     metrics_public: bool = False
     # Models named in metric labels; the rest share `model="other"` (bounded series).
     metrics_max_models: int = 100
+    # prometheus_client's multiprocess directory when several workers share the port
+    # (athena_admin.gateway.workers); /metrics then sums every worker's values. None: one process.
+    metrics_multiprocess_dir: str | None = None
     router_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -18,6 +18,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from routing import LLMRouter
@@ -172,8 +173,20 @@ class _RouterCollector(Collector):
 class GatewayMetrics:
     """One gateway's metrics in its own registry (two gateways in a process never mix)."""
 
-    def __init__(self, router: Callable[[], LLMRouter | None], *, max_models: int = 100) -> None:
+    def __init__(
+        self,
+        router: Callable[[], LLMRouter | None],
+        *,
+        max_models: int = 100,
+        multiprocess_dir: str | None = None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # Several workers (athena_admin.gateway.workers): scrape the sum of their files, not
+        # this process's registry, whichever worker answers.
+        self._scrape_registry = self.registry
+        if multiprocess_dir is not None:
+            self._scrape_registry = CollectorRegistry()
+            MultiProcessCollector(self._scrape_registry, path=multiprocess_dir)
         self._router = router
         self.models = BoundedLabels(max_models)
         r = self.registry
@@ -236,7 +249,10 @@ class GatewayMetrics:
             ["model", "backend_type"],
             registry=r,
         )
-        r.register(_RouterCollector(router, self.models))
+        if multiprocess_dir is None:
+            # The router's state is per process: one worker's cache says nothing of the
+            # others', and a sum of ages means nothing (docs/observability.md).
+            r.register(_RouterCollector(router, self.models))
         self._requests = _Children(self.requests)
         self._request_seconds = _Children(self.request_seconds)
         self._attempts = _Children(self.attempts)
@@ -290,4 +306,4 @@ class GatewayMetrics:
             self._completion_tokens(model, backend).inc(tokens)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self._scrape_registry)
