@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,7 +24,7 @@ from athena_admin.gateway.auth import Authenticator
 from athena_admin.gateway.catalog import ModelCatalog
 from athena_admin.gateway.config import GatewayConfig
 from athena_admin.gateway.errors import GatewayError, from_routing_error
-from athena_admin.gateway.metrics import GatewayMetrics, is_loopback
+from athena_admin.gateway.metrics import ROUTER_FIGURES_INTERVAL, GatewayMetrics, is_loopback
 from athena_admin.gateway.wire import ClientDisconnected, read_object
 from routing import LLMRouter, ModelNotConfigured, RoutingError
 from routing.logs import clean_request_id, new_request_id, reset_request_id, set_request_id
@@ -45,6 +47,7 @@ class Gateway:
         self.config = config
         self._router = router
         self._owns_router = router is None
+        self._copying_router_figures: asyncio.Task[None] | None = None
         self.auth = Authenticator(config)
         self.catalog = ModelCatalog(lambda: self.router, ttl=config.models_cache_seconds)
         self.metrics = GatewayMetrics(
@@ -73,10 +76,23 @@ class Gateway:
                 use_default_route=False,
                 **options,
             )
+        figures = self.metrics.router_figures
+        if figures is not None:  # several workers: each publishes its router's figures
+            self._copying_router_figures = asyncio.create_task(
+                figures.copy_every(ROUTER_FIGURES_INTERVAL)
+            )
 
     async def stop(self) -> None:
+        copying, self._copying_router_figures = self._copying_router_figures, None
+        if copying is not None:
+            copying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await copying
         if self._router is not None and self._owns_router:
             await self._router.aclose()
+        if copying is not None and self.metrics.router_figures is not None:
+            # After aclose: its last flush may have dropped samples, and counters keep them.
+            self.metrics.router_figures.copy()
 
     async def translate(self, exc: RoutingError, field_names: dict[str, str]) -> GatewayError:
         """Turn a routing exception into the error the client sees."""

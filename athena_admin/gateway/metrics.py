@@ -11,21 +11,32 @@ the same ones it ships to the admin, so the gateway and the admin's charts agree
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from routing import LLMRouter
 
-__all__ = ["BoundedLabels", "GatewayMetrics", "endpoint_label", "is_loopback", "status_class"]
+__all__ = [
+    "ROUTER_FIGURES_INTERVAL",
+    "BoundedLabels",
+    "GatewayMetrics",
+    "endpoint_label",
+    "is_loopback",
+    "status_class",
+]
 
 OTHER = "other"
+
+logger = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -118,6 +129,43 @@ class _Children:
         return child
 
 
+# The router's figures, the same names and help whichever path reports them (one process:
+# _RouterCollector; several workers: _SharedRouterFigures).
+_ROUTE_AGE = (
+    "athena_router_route_age_seconds",
+    "Seconds since the router fetched (or revalidated) a cached route from the admin.",
+)
+_ROUTES_CACHED = ("athena_router_routes_cached", "Routes in the router's cache.")
+_ROUTE_AGE_MAX = (
+    "athena_router_route_age_max_seconds",
+    "Age of the oldest cached route (grows during an admin outage).",
+)
+_ADMIN_LOOKUPS = ("athena_router_admin_lookups", "Route look-ups the router sent to the admin.")
+_SAMPLES_DROPPED = (
+    "athena_router_samples_dropped",
+    "Samples not delivered to the admin (buffer full or rejected).",
+)
+_SAMPLES_BUFFERED = ("athena_router_samples_buffered", "Samples waiting to be sent to the admin.")
+
+# How often each worker copies its router's figures into the shared files (a few dict reads).
+ROUTER_FIGURES_INTERVAL = 1.0
+
+
+def _ages_by_label(ages: Mapping[str, float], labels: BoundedLabels) -> dict[str, float]:
+    """Route ages by ``model`` label: capped models by name, the rest as the oldest of them."""
+    by_label: dict[str, float] = {}
+    other_age: float | None = None
+    for model, seconds in sorted(ages.items()):
+        label = labels(model, True)
+        if label == OTHER:
+            other_age = seconds if other_age is None else max(other_age, seconds)
+        else:
+            by_label[label] = seconds
+    if other_age is not None:
+        by_label[OTHER] = other_age
+    return by_label
+
+
 class _RouterCollector(Collector):
     """Read the router's cache and counters at scrape time."""
 
@@ -130,44 +178,96 @@ class _RouterCollector(Collector):
         if router is None:
             return
         ages = router.route_ages()
-        age = GaugeMetricFamily(
-            "athena_router_route_age_seconds",
-            "Seconds since the router fetched (or revalidated) a cached route from the admin.",
-            labels=["model"],
-        )
-        other_age: float | None = None
-        for model, seconds in sorted(ages.items()):
-            label = self._labels(model, True)
-            if label == OTHER:
-                other_age = seconds if other_age is None else max(other_age, seconds)
-            else:
-                age.add_metric([label], seconds)
-        if other_age is not None:
-            age.add_metric([OTHER], other_age)  # the oldest of the models beyond the cap
+        age = GaugeMetricFamily(*_ROUTE_AGE, labels=["model"])
+        for label, seconds in _ages_by_label(ages, self._labels).items():
+            age.add_metric([label], seconds)
         yield age
-        yield GaugeMetricFamily(
-            "athena_router_routes_cached", "Routes in the router's cache.", value=len(ages)
+        yield GaugeMetricFamily(*_ROUTES_CACHED, value=len(ages))
+        yield GaugeMetricFamily(*_ROUTE_AGE_MAX, value=max(ages.values(), default=0.0))
+        yield CounterMetricFamily(*_ADMIN_LOOKUPS, value=router.admin_lookups)
+        yield CounterMetricFamily(*_SAMPLES_DROPPED, value=router.metrics_dropped)
+        yield GaugeMetricFamily(*_SAMPLES_BUFFERED, value=router.metrics_buffered)
+
+
+class _SharedRouterFigures:
+    """The router's figures, copied into prometheus_client's multiprocess files.
+
+    Why: with several workers a scrape reads only the files (MultiProcessCollector), and a
+    collector would see only the answering worker's router. So each worker copies its
+    router's figures every ``ROUTER_FIGURES_INTERVAL`` (the app's lifespan runs
+    ``copy_every``) and the scrape combines them, metric by metric, as said below.
+    """
+
+    def __init__(
+        self,
+        router: Callable[[], LLMRouter | None],
+        labels: BoundedLabels,
+        registry: CollectorRegistry,
+    ) -> None:
+        self._router = router
+        self._labels = labels
+        # Gauges are `live*`: the parent's mark_process_dead removes a dead worker's live
+        # files only, and its frozen figures would otherwise stay in the max or the sum.
+        # livemax for ages: an age alert needs the worst worker (the one whose cache is the
+        # stalest), and the oldest route anywhere is the oldest of the workers' oldest.
+        self.route_age = Gauge(
+            *_ROUTE_AGE, ["model"], multiprocess_mode="livemax", registry=registry
         )
-        yield GaugeMetricFamily(
-            "athena_router_route_age_max_seconds",
-            "Age of the oldest cached route (grows during an admin outage).",
-            value=max(ages.values(), default=0.0),
+        self.route_age_max = Gauge(*_ROUTE_AGE_MAX, multiprocess_mode="livemax", registry=registry)
+        # livesum: each worker caches its own copy of a route and has its own sample buffer;
+        # the sum is what the whole gateway holds (as admin look-ups sum, one per worker).
+        self.routes_cached = Gauge(*_ROUTES_CACHED, multiprocess_mode="livesum", registry=registry)
+        self.samples_buffered = Gauge(
+            *_SAMPLES_BUFFERED, multiprocess_mode="livesum", registry=registry
         )
-        yield CounterMetricFamily(
-            "athena_router_admin_lookups",
-            "Route look-ups the router sent to the admin.",
-            value=router.admin_lookups,
+        # Counters sum over workers, dead ones included (a counter never goes back).
+        self.admin_lookups = Counter(*_ADMIN_LOOKUPS, registry=registry)
+        self.samples_dropped = Counter(*_SAMPLES_DROPPED, registry=registry)
+        self._copied_lookups = 0
+        self._copied_dropped = 0
+        self._aged_labels: set[str] = set()
+
+    def copy(self) -> None:
+        """Copy the router's current figures; counters advance by the change since the last."""
+        router = self._router()
+        if router is None:
+            return
+        ages = router.route_ages()
+        self._copy_ages(_ages_by_label(ages, self._labels))
+        self.routes_cached.set(len(ages))
+        self.route_age_max.set(max(ages.values(), default=0.0))
+        self.samples_buffered.set(router.metrics_buffered)
+        self._copied_lookups = _advance(
+            self.admin_lookups, router.admin_lookups, self._copied_lookups
         )
-        yield CounterMetricFamily(
-            "athena_router_samples_dropped",
-            "Samples not delivered to the admin (buffer full or rejected).",
-            value=router.metrics_dropped,
+        self._copied_dropped = _advance(
+            self.samples_dropped, router.metrics_dropped, self._copied_dropped
         )
-        yield GaugeMetricFamily(
-            "athena_router_samples_buffered",
-            "Samples waiting to be sent to the admin.",
-            value=router.metrics_buffered,
-        )
+
+    def _copy_ages(self, by_label: dict[str, float]) -> None:
+        # prometheus_client cannot remove a label in multiprocess mode: a model this worker
+        # no longer has a route for reads 0 here: below any age another worker still holds.
+        for label in self._aged_labels - by_label.keys():
+            self.route_age.labels(label).set(0.0)
+        for label, seconds in by_label.items():
+            self.route_age.labels(label).set(seconds)
+        self._aged_labels = set(by_label)
+
+    async def copy_every(self, seconds: float) -> None:
+        """Copy until cancelled (the app's lifespan starts and stops it)."""
+        while True:
+            try:
+                self.copy()
+            except Exception:
+                # A failed copy must not end the loop: the figures would freeze unnoticed.
+                logger.warning("gateway: copying the router's metrics failed", exc_info=True)
+            await asyncio.sleep(seconds)
+
+
+def _advance(counter: Counter, total: int, copied: int) -> int:
+    """Advance counter by what total gained since copied was read; return the new copy."""
+    counter.inc(total - copied if total >= copied else total)  # below: a new router, from 0
+    return total
 
 
 class GatewayMetrics:
@@ -249,10 +349,13 @@ class GatewayMetrics:
             ["model", "backend_type"],
             registry=r,
         )
+        # The router's state is per process. One process: read it at scrape time. Several
+        # workers: each copies its own into the shared files (docs/observability.md).
+        self.router_figures: _SharedRouterFigures | None = None
         if multiprocess_dir is None:
-            # The router's state is per process: one worker's cache says nothing of the
-            # others', and a sum of ages means nothing (docs/observability.md).
             r.register(_RouterCollector(router, self.models))
+        else:
+            self.router_figures = _SharedRouterFigures(router, self.models, r)
         self._requests = _Children(self.requests)
         self._request_seconds = _Children(self.request_seconds)
         self._attempts = _Children(self.attempts)

@@ -8,15 +8,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.gateway.conftest import free_port
+from tests.upstreams import AdminStandIn, RunningServer, admin_app, serve_in_thread
 
 REPO = Path(__file__).resolve().parents[2]
 GENERATE = {"model": "llama", "prompt": "hi", "stream": False}
@@ -69,12 +71,21 @@ def gateway_env(routes_file: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_gateway(routes_file: Path, workers: int) -> RunningGateway:
+def admin_gateway_env(admin_url: str) -> dict[str, str]:
+    """Routes from the admin only (looked up, cached and aged by each worker's router)."""
+    env = {**os.environ, "ADMIN_API_URL": admin_url, "ATHENA_GATEWAY_OPEN_ON_LOOPBACK": "true"}
+    env.pop("ATHENA_ROUTES_FILE", None)
+    return env
+
+
+def start_gateway(
+    routes_file: Path, workers: int, env: dict[str, str] | None = None
+) -> RunningGateway:
     port = free_port()
     process = subprocess.Popen(
         gateway_command("--port", str(port), "--workers", str(workers)),
         cwd=REPO,
-        env=gateway_env(routes_file),
+        env=env if env is not None else gateway_env(routes_file),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -132,6 +143,104 @@ def _generated(url: str) -> float:
     return total
 
 
+def _router_figures(url: str) -> dict[str, float]:
+    """The athena_router_* samples of one scrape, by name (``name[model]`` for route ages)."""
+    text = httpx.get(url + "/metrics", timeout=5).text
+    figures = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith("athena_router_"):
+                model = sample.labels.get("model")
+                figures[f"{sample.name}[{model}]" if model else sample.name] = sample.value
+    return figures
+
+
+def _poll_router_figures(url: str, reached: Callable[[dict[str, float]], bool]) -> dict[str, float]:
+    """Scrape until reached(figures) holds: each worker copies its router's figures every 1 s."""
+    deadline = time.monotonic() + 10
+    while not reached(figures := _router_figures(url)):
+        assert time.monotonic() < deadline, f"the router's figures stayed at {figures}"
+        time.sleep(0.2)
+    return figures
+
+
+def _pids_that_answered(metrics_dir: Path) -> set[int]:
+    """Workers whose counter file holds a request count.
+
+    Every worker writes its counter file at start-up (the router's counters, copied from
+    the start), but a request's counter only once it counts one.
+    """
+    return {
+        int(f.stem.split("_")[1])
+        for f in metrics_dir.glob("counter_*.db")
+        if b"athena_gateway_requests" in f.read_bytes()  # the metric's name, in the file's key
+    }
+
+
+def _until_both_workers_answered(gateway: RunningGateway) -> int:
+    """Generate (16 at a time) until both workers counted a request; return how many were sent."""
+    metrics_dir = gateway.metrics_dir()
+    sent = 0
+    deadline = time.monotonic() + 20
+    while len(_pids_that_answered(metrics_dir)) < 2:
+        assert time.monotonic() < deadline, "only one worker answered"
+        assert set(_generate_many(gateway.url, 16)) == {200}
+        sent += 16
+    return sent
+
+
+@pytest.fixture
+def admin(ollama_url: str) -> Iterator[tuple[RunningServer, AdminStandIn]]:
+    """The admin stand-in, with a route for llama to the test Ollama."""
+    app, state = admin_app()
+    state.set_route(
+        "llama", {"backend_type": "ollama", "endpoint_url": ollama_url, "upstream_model": "l"}
+    )
+    with serve_in_thread(app) as server:
+        yield server, state
+
+
+def test_router_metrics_combine_every_workers_router(admin, routes_file):
+    server, state = admin
+    gateway = start_gateway(routes_file, workers=2, env=admin_gateway_env(server.url))
+    try:
+        sent = _until_both_workers_answered(gateway)
+        # Two routers, each with its own cached copy of llama's route and its own look-ups.
+        figures = _poll_router_figures(
+            gateway.url,
+            lambda f: (
+                f.get("athena_router_routes_cached") == 2
+                and f.get("athena_router_admin_lookups_total") == len(state.lookups)
+            ),
+        )
+        assert len(state.lookups) >= 2
+        assert 0 <= figures["athena_router_route_age_seconds[llama]"] < 60
+        assert figures["athena_router_route_age_max_seconds"] < 60
+        # Samples: both workers' buffers drained to the admin, none dropped.
+        _poll_router_figures(
+            gateway.url,
+            lambda f: f.get("athena_router_samples_buffered") == 0 and len(state.samples) == sent,
+        )
+        assert figures["athena_router_samples_dropped_total"] == 0
+
+        # The admin now rejects samples (4xx: dropped, not retried), whichever worker sends.
+        state.status = 400
+        assert set(_generate_many(gateway.url, 20)) == {200}
+        _poll_router_figures(gateway.url, lambda f: f["athena_router_samples_dropped_total"] == 20)
+
+        # The route ages while cached (as it does when the admin is down): the alert sees it.
+        age = figures["athena_router_route_age_seconds[llama]"]
+        later = _poll_router_figures(
+            gateway.url, lambda f: f["athena_router_route_age_seconds[llama]"] >= age + 1
+        )
+        assert later["athena_router_route_age_max_seconds"] >= age + 1
+        # Every worker answers a scrape with the same combined counts.
+        for _ in range(4):
+            assert _router_figures(gateway.url)["athena_router_routes_cached"] == 2
+    finally:
+        gateway.stop()
+
+
 def test_two_workers_serve_generations_through_the_upstream(two_workers):
     answer = httpx.post(two_workers.url + "/api/generate", json=GENERATE, timeout=10)
     assert answer.status_code == 200
@@ -140,15 +249,8 @@ def test_two_workers_serve_generations_through_the_upstream(two_workers):
 
 def test_two_worker_processes_each_answer_requests(two_workers):
     assert len(two_workers.worker_pids()) == 2
-    metrics_dir = two_workers.metrics_dir()
-    # A worker writes its counter file when it counts its first request: two files, two
-    # processes that answered.
-    deadline = time.monotonic() + 20
-    while len(list(metrics_dir.glob("counter_*.db"))) < 2:
-        assert time.monotonic() < deadline, "only one worker answered"
-        assert set(_generate_many(two_workers.url, 16)) == {200}
-    answered = {int(f.stem.split("_")[1]) for f in metrics_dir.glob("counter_*.db")}
-    assert answered == two_workers.worker_pids()
+    _until_both_workers_answered(two_workers)
+    assert _pids_that_answered(two_workers.metrics_dir()) == two_workers.worker_pids()
 
 
 def test_metrics_count_every_workers_requests_whichever_answers_the_scrape(two_workers):
