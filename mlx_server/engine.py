@@ -39,8 +39,10 @@ from mlx_lm.utils import load
 
 from .batch import DecodeBatch
 from .errors import GenerationFailed, Overloaded
+from .prompt_cache import PrefixPool
 from .relay import STREAM_INTERVAL_S, EventRelay, GenerationHandle
 from .solo import PREFILL_STEP, SoloSequence
+from .stats import EngineStats
 
 logger = logging.getLogger("mlx_server.engine")
 
@@ -51,24 +53,6 @@ class LoadedWeights:
 
     tokenizer: Any
     config: dict[str, Any]
-
-
-@dataclass
-class EngineStats:
-    """Counters for /health; ints written by the engine thread (`cancelled`: by the loop),
-    read anywhere."""
-
-    tokens_generated: int = 0
-    completed: int = 0
-    cancelled: int = 0
-    steps: int = 0
-    # Sequences in the batch now, and summed over every step (their ratio to `steps` is the
-    # mean batch size): read by /metrics.
-    batch_size: int = 0
-    batch_sequences: int = 0
-    # Decoding requests moved between the solo path and the batch, each way.
-    moved_to_batch: int = 0
-    moved_to_solo: int = 0
 
 
 _INSERT, _CANCEL, _STOP = "insert", "cancel", "stop"
@@ -89,6 +73,8 @@ class Engine:
         max_queue: int,
         retry_after_s: int = 1,
         stream_interval_s: float = STREAM_INTERVAL_S,
+        prompt_cache_entries: int = 0,
+        prompt_cache_bytes: int | None = None,
     ) -> None:
         self.name = name
         self.path = path
@@ -100,6 +86,8 @@ class Engine:
         self._outstanding: set[GenerationHandle] = set()
         self._ready: concurrent.futures.Future[LoadedWeights] = concurrent.futures.Future()
         self._relay = EventRelay(loop, stream_interval_s, self._outstanding.discard)
+        # Written by the engine thread only (its counters are read by /metrics).
+        self.prompt_cache = PrefixPool(prompt_cache_entries, prompt_cache_bytes)
         self._thread = threading.Thread(target=self._run, name=f"mlx-engine-{name}", daemon=True)
 
     # ---- loop-thread API -------------------------------------------------------------
@@ -172,6 +160,7 @@ class Engine:
             try:
                 self._decode(model, eos)
             finally:
+                self.prompt_cache.clear()  # a model's cached prefixes go with it
                 del model
                 mx.clear_cache()
                 logger.info("unloaded model %s", self.name)
@@ -217,6 +206,7 @@ class Engine:
                             solo = None
                         joiners.append(handle)
                     elif solo is not None and solo[0] is handle:
+                        self.prompt_cache.keep(solo[1].kept())
                         solo = None
                     elif handle in joiners:
                         joiners.remove(handle)
@@ -260,6 +250,8 @@ class Engine:
         ):
             self._join(model, batch, lone, eos_ids)
             return
+        # These skip the prompt cache: prefixes are kept only from solo sequences (see
+        # prompt_cache.py). BatchGenerator takes `caches=` at insert, so they could use it.
         for handle in joiners:
             self._insert(batch, handle, handle.prompt_tokens)
 
@@ -284,8 +276,13 @@ class Engine:
         self._hand_over(batch, handle, solo, eos_ids)
 
     def _new_solo(self, model: Any, handle: GenerationHandle) -> SoloSequence:
-        """Start decoding a request alone (no MLX work yet: its prefill is the next step)."""
-        return SoloSequence(model, handle.prompt_tokens, handle.max_tokens, handle.sampler)
+        """Start decoding a request alone (no MLX work yet: its prefill is the next step),
+        from the prompt cache's longest match with its prompt, if any."""
+        cache, cached = self.prompt_cache.take(handle.prompt_tokens)
+        handle.cached_tokens = cached
+        return SoloSequence(
+            model, handle.prompt_tokens, handle.max_tokens, handle.sampler, cache, cached=cached
+        )
 
     def _advance_solo(
         self, handle: GenerationHandle, solo: SoloSequence, eos_ids: frozenset[int]
@@ -301,7 +298,10 @@ class Engine:
             return (handle, solo)  # a prefill chunk: no step of the metrics' batch
         self.stats.batch_sequences += 1
         self._publish_one(handle, *event)
-        return None if event[1] is not None else (handle, solo)
+        if event[1] is None:
+            return (handle, solo)
+        self.prompt_cache.keep(solo.kept())
+        return None
 
     def _hand_over(
         self,

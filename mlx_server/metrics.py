@@ -80,6 +80,9 @@ class _EngineCollector(Collector):
             "batch": GaugeMetricFamily(
                 "mlx_batch_size", "Sequences in the running decode batch.", labels=["model"]
             ),
+            "cache_entries": GaugeMetricFamily(
+                "mlx_prompt_cache_entries", "KV caches held for prefix reuse.", labels=["model"]
+            ),
         }
         counters = {
             "tokens": CounterMetricFamily(
@@ -111,12 +114,23 @@ class _EngineCollector(Collector):
                 "Requests moved out of the batch to decode alone once the others had left.",
                 labels=["model"],
             ),
+            "cache_hits": CounterMetricFamily(
+                "mlx_prompt_cache_hits",
+                "Requests that reused a cached prompt prefix instead of prefilling it.",
+                labels=["model"],
+            ),
+            "cache_tokens": CounterMetricFamily(
+                "mlx_prompt_cache_reused_tokens",
+                "Prompt tokens taken from the prompt cache instead of prefilled.",
+                labels=["model"],
+            ),
         }
         for m in loaded:
             engine, stats, name = m.engine, m.engine.stats, [m.name]
             gauges["queue_depth"].add_metric(name, engine.waiting)
             gauges["active"].add_metric(name, engine.active)
             gauges["batch"].add_metric(name, stats.batch_size)
+            gauges["cache_entries"].add_metric(name, len(engine.prompt_cache))
             counters["tokens"].add_metric(name, stats.tokens_generated)
             counters["completed"].add_metric(name, stats.completed)
             counters["cancelled"].add_metric(name, stats.cancelled)
@@ -124,6 +138,8 @@ class _EngineCollector(Collector):
             counters["sequences"].add_metric(name, stats.batch_sequences)
             counters["to_batch"].add_metric(name, stats.moved_to_batch)
             counters["to_solo"].add_metric(name, stats.moved_to_solo)
+            counters["cache_hits"].add_metric(name, engine.prompt_cache.hits)
+            counters["cache_tokens"].add_metric(name, engine.prompt_cache.reused_tokens)
         yield from gauges.values()
         yield from counters.values()
         yield GaugeMetricFamily("mlx_models_loaded", "Models in memory.", value=len(loaded))

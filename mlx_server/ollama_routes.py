@@ -278,6 +278,8 @@ class OllamaRoutes:
                 "done_reason": stats.finish_reason or "stop",
                 "total_duration": stats.total_ns,
                 "load_duration": stats.load_ns,
+                # Ollama documents this as the number of tokens in the prompt: prompt-cached
+                # ones count too; the duration is the time actually spent (shorter on a hit).
                 "prompt_eval_count": stats.prompt_tokens,
                 "prompt_eval_duration": stats.prompt_eval_ns,
                 "eval_count": stats.completion_tokens,

@@ -69,12 +69,14 @@ def _completion_prompt(body: dict[str, Any]) -> str | list[int]:
     )
 
 
-def _usage(lease: Lease) -> dict[str, int]:
+def _usage(lease: Lease) -> dict[str, Any]:
     stats = lease.generation.stats
     return {
         "prompt_tokens": stats.prompt_tokens,
         "completion_tokens": stats.completion_tokens,
         "total_tokens": stats.prompt_tokens + stats.completion_tokens,
+        # OpenAI's field for prompt tokens served from a cache; `prompt_tokens` counts them.
+        "prompt_tokens_details": {"cached_tokens": stats.cached_tokens},
     }
 
 

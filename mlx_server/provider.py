@@ -149,6 +149,8 @@ class ModelProvider:
         size = entry.size_bytes
         await self._make_room(size)
         logger.info("loading model %s from %s (%.1f MB)", entry.name, entry.path, size / 1e6)
+        # Cached prefixes must not take a model past the memory budget on their own.
+        budget = self.settings.memory_budget_bytes
         engine = Engine(
             entry.name,
             entry.path,
@@ -157,6 +159,8 @@ class ModelProvider:
             max_queue=self.settings.max_queue,
             retry_after_s=self.settings.retry_after_s,
             stream_interval_s=self.settings.stream_interval_ms / 1000,
+            prompt_cache_entries=self.settings.prompt_cache_entries,
+            prompt_cache_bytes=max(0, budget - size) if budget > 0 else None,
         )
         try:
             weights = await engine.start()

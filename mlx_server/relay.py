@@ -45,6 +45,8 @@ class GenerationHandle:
     submitted_ns: int = field(default_factory=time.perf_counter_ns)
     # Written by the engine thread; read by the loop after the matching event arrives.
     first_token_ns: int | None = None
+    # Prompt tokens whose KV cache came from the prompt cache instead of a prefill.
+    cached_tokens: int = 0
     finished_ns: int | None = None
     # Loop thread only: set once the request has left the engine (finished or cancelled).
     done: bool = False

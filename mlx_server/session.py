@@ -33,6 +33,8 @@ class GenerationStats:
 
     prompt_tokens: int
     completion_tokens: int = 0
+    # Prompt tokens taken from the prompt cache instead of prefilled (prompt_cache.py).
+    cached_tokens: int = 0
     finish_reason: str | None = None
     load_ns: int = 0
     started_ns: int = field(default_factory=time.perf_counter_ns)
@@ -106,6 +108,8 @@ class Generation:
                 text = self._text.add(tokens, final=finish is not None)
                 if self._text.stopped:
                     finish = "stop"
+                # Set by the engine before the first token: complete once an event arrives.
+                self.stats.cached_tokens = handle.cached_tokens
                 if finish is not None:
                     self.stats.finish_reason = finish
                     self.stats.first_token_ns = handle.first_token_ns

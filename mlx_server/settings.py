@@ -62,6 +62,9 @@ class ServerSettings:
     stream_interval_ms: float = 5.0
     # GET /metrics answers loopback clients only unless this is true (ATHENA_METRICS_PUBLIC).
     metrics_public: bool = False
+    # KV caches of finished solo requests kept per model, to skip re-prefilling a prompt's
+    # cached prefix (prompt_cache.py); 0 disables the prompt cache.
+    prompt_cache_entries: int = 4
 
 
 def _parse_alias(value: str) -> tuple[str, Path]:
@@ -112,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="least time between streamed chunks of fast models; 0 = every token (default 5)",
     )
+    parser.add_argument(
+        "--prompt-cache-entries",
+        type=int,
+        default=None,
+        help="KV caches of past requests kept per model for prefix reuse; 0 = off (default 4)",
+    )
     parser.add_argument("--log-level", default=None)
     return parser
 
@@ -135,6 +144,13 @@ def from_argv(argv: list[str] | None = None) -> ServerSettings:
     keep_alive = (
         args.keep_alive if args.keep_alive is not None else _env_float("MLX_KEEP_ALIVE_S", 300.0)
     )
+    cache_entries = (
+        args.prompt_cache_entries
+        if args.prompt_cache_entries is not None
+        else _env_int("MLX_PROMPT_CACHE_ENTRIES", 4)
+    )
+    if cache_entries < 0:
+        raise SystemExit(f"--prompt-cache-entries must be 0 or more, got {cache_entries}")
     return ServerSettings(
         model_paths=tuple(paths),
         models_dir=models_dir,
@@ -152,6 +168,7 @@ def from_argv(argv: list[str] | None = None) -> ServerSettings:
             if args.stream_interval_ms is not None
             else _env_float("MLX_STREAM_INTERVAL_MS", 5.0)
         ),
+        prompt_cache_entries=cache_entries,
         metrics_public=os.environ.get("ATHENA_METRICS_PUBLIC", "").strip().lower()
         in {"1", "true", "yes", "on"},
     )

@@ -49,12 +49,17 @@ class SoloSequence:
         sampler: Any,
         cache: list[Any] | None = None,
         pending: mx.array | None = None,
+        cached: int = 0,
     ):
         self._model = model
         self._sampler = sampler or greedy_sampler
         self._cache = make_prompt_cache(model) if cache is None else cache
-        # Tokens not in the cache yet; the last prompt token is fed by the first forward.
-        self._unfed = list(prompt_tokens)
+        # Tokens not in the cache yet (`cached` prompt tokens are, from the prompt cache);
+        # the last prompt token is fed by the first forward.
+        self._unfed = list(prompt_tokens[cached:])
+        # The token ids in the cache, in order, for the prompt cache (prompt_cache.py); None
+        # for a sequence resumed from the batch, whose cache the batch computed.
+        self._fed: list[int] | None = list(prompt_tokens[:cached]) if pending is None else None
         self._max_tokens = max_tokens
         self._emitted = 0
         # The next token, sampled lazily by a forward already queued to MLX.
@@ -83,7 +88,10 @@ class SoloSequence:
         # Queue the next forward before reading this token, as generate_step does, so
         # MLX computes step n+1 while Python publishes token n.
         self._pending = None if last_by_budget else self._forward(token_array)
-        return self._emit(token_array, last_by_budget, eos)
+        event = self._emit(token_array, last_by_budget, eos)
+        if self._fed is not None and not last_by_budget:
+            self._fed.append(event[0])
+        return event
 
     def hand_over(self, eos: frozenset[int]) -> tuple[tuple[int, str | None] | None, Handover]:
         """Stop decoding alone: return the token in flight (if any) and the batch's input.
@@ -96,7 +104,18 @@ class SoloSequence:
             token_array, self._pending = self._pending, None
             event = self._emit(token_array, self._emitted + 1 >= self._max_tokens, eos)
             self._unfed = [event[0]]
+        self._fed = None  # the cache is the batch's now
         return event, Handover(self._unfed, self._max_tokens - self._emitted, self._cache)
+
+    def kept(self) -> tuple[list[int], list[Any]] | None:
+        """Return the token ids in the cache and the cache, once the sequence is over.
+
+        None when they are unknown (a sequence resumed from the batch). A token sent last
+        may be in the cache too: a forward is queued before a token is read (EOS included).
+        """
+        if self._fed is None:
+            return None
+        return self._fed, self._cache
 
     def _emit(
         self, token_array: mx.array, last_by_budget: bool, eos: frozenset[int]
@@ -116,8 +135,12 @@ class SoloSequence:
             mx.eval([c.state for c in self._cache])
             mx.clear_cache()
             self._unfed = self._unfed[len(chunk) :]
+            if self._fed is not None:
+                self._fed.extend(chunk)
         if len(self._unfed) == 1:
             self._pending = self._forward(mx.array(self._unfed))
+            if self._fed is not None:
+                self._fed.extend(self._unfed)
             self._unfed = []
 
     def _forward(self, tokens: mx.array) -> mx.array:

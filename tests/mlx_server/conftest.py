@@ -158,3 +158,16 @@ def tiny_tokenizer(tiny_model_path: Path) -> TinyTokenizer:
 def sse_events(lines: list[str]) -> list[str]:
     """Return the payloads of `data:` lines of a server-sent-event stream."""
     return [line[len("data: ") :] for line in lines if line.startswith("data: ")]
+
+
+def usage_counts(usage: dict[str, object]) -> dict[str, object]:
+    """Check OpenAI `usage.prompt_tokens_details` and return the other fields.
+
+    The cached count depends on what the server answered before (its prompt cache): only
+    its type and bound are fixed.
+    """
+    rest = dict(usage)
+    details = rest.pop("prompt_tokens_details")
+    assert isinstance(details, dict) and set(details) == {"cached_tokens"}
+    assert 0 <= details["cached_tokens"] < rest["prompt_tokens"]  # type: ignore[operator]
+    return rest

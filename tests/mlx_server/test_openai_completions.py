@@ -4,7 +4,7 @@ import json
 
 import httpx
 
-from .conftest import MODEL_NAME, TinyTokenizer, sse_events
+from .conftest import MODEL_NAME, TinyTokenizer, sse_events, usage_counts
 
 PROMPT = "Why is the sky blue?"
 
@@ -28,7 +28,7 @@ def test_it_completes_a_prompt_with_openai_fields(
     assert choice["index"] == 0
     assert isinstance(choice["text"], str) and choice["text"]
     assert choice["finish_reason"] == "length"
-    assert body["usage"] == {
+    assert usage_counts(body["usage"]) == {
         "prompt_tokens": tiny_tokenizer.count(PROMPT),
         "completion_tokens": 12,
         "total_tokens": tiny_tokenizer.count(PROMPT) + 12,
@@ -68,7 +68,7 @@ def test_it_reports_usage_in_a_final_stream_chunk_when_asked(
         events = sse_events(list(response.iter_lines()))
     usage_chunk = json.loads(events[-2])
     assert usage_chunk["choices"] == []
-    assert usage_chunk["usage"] == {
+    assert usage_counts(usage_chunk["usage"]) == {
         "prompt_tokens": tiny_tokenizer.count(PROMPT),
         "completion_tokens": 7,
         "total_tokens": tiny_tokenizer.count(PROMPT) + 7,
