@@ -259,6 +259,47 @@ async def stream_completion(
     return StreamResult(completion_tokens(body), ttft, total, total - ttft)
 
 
+def chat_text(body: bytes) -> str:
+    """Join the `delta.content` of a streamed chat answer (parsed only for the next turn)."""
+    text = []
+    for line in body.split(b"\n"):
+        if line.startswith(b"data: {"):
+            for choice in json.loads(line[6:]).get("choices", ()):
+                text.append(choice.get("delta", {}).get("content") or "")
+    return "".join(text)
+
+
+CHAT_TURNS = 6
+SYSTEM = "You answer questions about the weather, briefly and kindly. " * 40  # ~480 tokens
+
+
+async def conversation(server: Server, answer_tokens: int = 48) -> list[float]:
+    """Return the time to first token of each turn of a chat that resends its history.
+
+    Both servers keep a prompt cache; a turn that reuses the last turn's cache prefills only
+    the new message, so the figure shows how well each one reuses it.
+    """
+    connection = Connection(server)
+    messages = [{"role": "system", "content": f"#{next(_NONCE)} {SYSTEM}"}]
+    ttfts = []
+    try:
+        for turn in range(CHAT_TURNS):
+            messages.append({"role": "user", "content": f"And what about day {turn}?"})
+            payload = {
+                "model": server.model,
+                "messages": messages,
+                "max_tokens": answer_tokens,
+                "stream": True,
+                "temperature": 0.0,
+            }
+            ttft, _, body = await connection.post("/v1/chat/completions", payload)
+            ttfts.append(ttft)
+            messages.append({"role": "assistant", "content": chat_text(body)})
+    finally:
+        connection.close()
+    return ttfts
+
+
 async def single_stream(server: Server, tokens: int) -> tuple[float, float]:
     """Return one streamed request's decode tok/s (first chunk to last) and end-to-end tok/s."""
     connection = Connection(server)
@@ -356,6 +397,9 @@ def measure_model(model_dir: Path, tokens: int, rounds: int) -> dict[str, dict[s
             for name, d in samples.items()
         }
         for kind, server in servers.items():
+            # Before the load test: mlx_lm.server goes on decoding the cancelled busy streams.
+            ttfts = asyncio.run(conversation(server))
+            figures[kind].update(chat_first_ms=ttfts[0] * 1000, chat_last_ms=ttfts[-1] * 1000)
             figures[kind].update(asyncio.run(under_load(server, tokens)))
         return figures
     finally:
@@ -420,6 +464,12 @@ def main() -> int:
             f"| {ref['ttft_busy_ms']:,.0f} / {ref['ttft_idle_ms']:,.0f} | - "
             f"| {ref['ttft_busy_ms'] / ours['ttft_busy_ms']:.1f}x "
             f"| busy <= idle + 20 ms (ours: {ours['ttft_busy_ms'] - ours['ttft_idle_ms']:+,.0f}) |"
+        )
+        print(
+            f"| {label} | chat TTFT, turn 1 / turn {CHAT_TURNS} (history resent), ms | - "
+            f"| {ours['chat_first_ms']:,.0f} / {ours['chat_last_ms']:,.0f} "
+            f"| {ref['chat_first_ms']:,.0f} / {ref['chat_last_ms']:,.0f} | - "
+            f"| {ref['chat_last_ms'] / ours['chat_last_ms']:.1f}x | lower is better |"
         )
         print(
             f"| {label} | 32-token sampled request under load, unseeded / seeded, ms | - "
