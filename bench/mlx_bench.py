@@ -30,6 +30,7 @@ import itertools
 import json
 import os
 import platform
+import re
 import signal
 import socket
 import statistics
@@ -44,6 +45,7 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "Why is the sky blue? Explain it to a child."
 CONCURRENCY = 8
+FIRST_EVENT = re.compile(rb"data: ")
 _NONCE = itertools.count()
 
 
@@ -182,8 +184,11 @@ class Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def post(self, path: str, payload: dict[str, object]) -> tuple[float, float, bytes]:
-        """Return (time to first `data:` event, time to the end of the body) in s, and it."""
+    async def post(
+        self, path: str, payload: dict[str, object], first_token: re.Pattern[bytes] = FIRST_EVENT
+    ) -> tuple[float, float, bytes]:
+        """Return (time until `first_token` arrived, time to the end of the body) in s, and
+        the body. The default marks the first `data:` event."""
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.server.port)
         reader, writer = self.reader, self.writer
@@ -202,7 +207,7 @@ class Connection:
         if b"transfer-encoding: chunked" in head:
             while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
                 answer += (await reader.readexactly(size + 2))[:-2]
-                if first is None and b"data: " in answer:
+                if first is None and first_token.search(answer):
                     first = time.perf_counter()
             await reader.readuntil(b"\r\n")
         elif b"content-length:" in head:
@@ -211,7 +216,7 @@ class Connection:
         else:
             while not answer.endswith(b"data: [DONE]\n\n") and (piece := await reader.read(65536)):
                 answer += piece
-                if first is None and b"data: " in answer:
+                if first is None and first_token.search(answer):
                     first = time.perf_counter()
         ended = time.perf_counter()
         if head.startswith(b"http/1.0") or b"connection: close" in head or status != 200:
@@ -269,6 +274,8 @@ def chat_text(body: bytes) -> str:
     return "".join(text)
 
 
+# Non-empty content in a chat delta, however each server spaces its JSON.
+FIRST_CONTENT = re.compile(rb'"content": ?"[^"]')
 CHAT_TURNS = 6
 SYSTEM = "You answer questions about the weather, briefly and kindly. " * 40  # ~480 tokens
 
@@ -292,7 +299,10 @@ async def conversation(server: Server, answer_tokens: int = 48) -> list[float]:
                 "stream": True,
                 "temperature": 0.0,
             }
-            ttft, _, body = await connection.post("/v1/chat/completions", payload)
+            # The first event may carry only the role: time the first piece of content.
+            ttft, _, body = await connection.post(
+                "/v1/chat/completions", payload, first_token=FIRST_CONTENT
+            )
             ttfts.append(ttft)
             messages.append({"role": "assistant", "content": chat_text(body)})
     finally:
