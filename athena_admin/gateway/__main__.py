@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["configure", "main", "serve", "setup_django", "tune_gc"]
+__all__ = ["UVICORN_OPTIONS", "configure", "main", "serve", "setup_django", "tune_gc"]
 
 
 def tune_gc() -> None:
@@ -25,26 +25,27 @@ def tune_gc() -> None:
     gc.freeze()
 
 
+# uvicorn's settings for every gateway process, one or several (workers.py). uvloop and
+# httptools when installed (uvicorn[standard]); access_log off: the gateway writes its own
+# line per request (athena_admin.gateway.access); log_config None: routing's format applies.
+UVICORN_OPTIONS: dict[str, Any] = {
+    "loop": "auto",
+    "http": "auto",
+    "lifespan": "on",
+    "access_log": False,
+    "log_config": None,
+    "timeout_graceful_shutdown": 5,
+}
+
+
 def serve(app: Any, *, host: str, port: int, log_level: str = "warning") -> None:
     """Serve app as production does: one process, uvloop and httptools, tuned GC."""
     import uvicorn
 
     tune_gc()
     # One process, one event loop, one router (its connection pool and route cache are
-    # per process). uvloop and httptools when installed (uvicorn[standard]); access_log off:
-    # the gateway writes its own line per request (athena_admin.gateway.access).
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        loop="auto",
-        http="auto",
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        log_level=log_level,
-        timeout_graceful_shutdown=5,
-    )
+    # per process).
+    uvicorn.run(app, host=host, port=port, log_level=log_level, **UVICORN_OPTIONS)
 
 
 def setup_django() -> None:

@@ -50,6 +50,8 @@ def serve_workers(
     metrics_dir = _fresh_metrics_dir()
     os.environ[MULTIPROC_DIR_ENV] = metrics_dir
     os.environ[_LOG_LEVEL_ENV] = log_level
+    from athena_admin.gateway.__main__ import UVICORN_OPTIONS
+
     # The same options as serve()'s single process, plus the factory and the worker count.
     config = Config(
         factory,
@@ -57,13 +59,8 @@ def serve_workers(
         workers=workers,
         host=host,
         port=port,
-        loop="auto",
-        http="auto",
-        lifespan="on",
-        access_log=False,
-        log_config=None,
         log_level=log_level,
-        timeout_graceful_shutdown=5,
+        **UVICORN_OPTIONS,
     )
     sock = config.bind_socket()
     supervisor = _Supervisor(config, sockets=[sock], metrics_dir=metrics_dir)

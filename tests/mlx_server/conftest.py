@@ -171,3 +171,15 @@ def usage_counts(usage: dict[str, object]) -> dict[str, object]:
     assert isinstance(details, dict) and set(details) == {"cached_tokens"}
     assert 0 <= details["cached_tokens"] < rest["prompt_tokens"]  # type: ignore[operator]
     return rest
+
+
+def run_command(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m mlx_server ARGS` to its end (for flags and settings it must refuse)."""
+    return subprocess.run(
+        [sys.executable, "-m", "mlx_server", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

@@ -1,7 +1,5 @@
 """`python -m mlx_server` flags and environment."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -9,31 +7,17 @@ import pytest
 
 from mlx_server.settings import DEFAULT_PORT, from_argv
 
-from .conftest import MODEL_NAME, REPO_ROOT, start_server
+from .conftest import MODEL_NAME, run_command, start_server
 
 
 def test_it_refuses_to_start_without_a_model() -> None:
-    env = {"PATH": "/usr/bin:/bin"}
-    result = subprocess.run(
-        [sys.executable, "-m", "mlx_server"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_command(env={"PATH": "/usr/bin:/bin"})
     assert result.returncode != 0
     assert "MLX_MODEL_PATH" in result.stderr
 
 
 def test_it_refuses_a_model_path_that_does_not_exist(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "mlx_server", "--model", str(tmp_path / "nope")],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_command("--model", str(tmp_path / "nope"))
     assert result.returncode == 2
     assert "not found" in result.stderr
 

@@ -6,8 +6,6 @@ reference answers come from one server with the prompt cache off.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import MODEL_NAME, REPO_ROOT, ServerProcess, start_server
+from .conftest import MODEL_NAME, ServerProcess, run_command, start_server
 from .lone_requests import counter
 
 # Token-id prompts (BOS is 0, EOS 1): the common prefix of two prompts is exact.
@@ -142,27 +140,14 @@ def test_zero_entries_disable_the_prompt_cache(tiny_model_path: Path, tmp_path: 
 
 @pytest.mark.parametrize("value", ["-1", "four"])
 def test_it_refuses_a_bad_prompt_cache_size(tiny_model_path: Path, value: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "mlx_server", "--model", str(tiny_model_path)]
-        + ["--prompt-cache-entries", value],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_command("--model", str(tiny_model_path), "--prompt-cache-entries", value)
     assert result.returncode != 0
     assert "--prompt-cache-entries" in result.stderr
 
 
 def test_it_refuses_a_bad_prompt_cache_size_in_the_environment(tiny_model_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "mlx_server", "--model", str(tiny_model_path)],
-        cwd=REPO_ROOT,
-        env={"PATH": "/usr/bin:/bin", "MLX_PROMPT_CACHE_ENTRIES": "lots"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = {"PATH": "/usr/bin:/bin", "MLX_PROMPT_CACHE_ENTRIES": "lots"}
+    result = run_command("--model", str(tiny_model_path), env=env)
     assert result.returncode != 0
     assert "MLX_PROMPT_CACHE_ENTRIES" in result.stderr
 
