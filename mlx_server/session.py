@@ -108,10 +108,10 @@ class Generation:
                 text = self._text.add(tokens, final=finish is not None)
                 if self._text.stopped:
                     finish = "stop"
-                # Set by the engine before the first token: complete once an event arrives.
-                self.stats.cached_tokens = handle.cached_tokens
                 if finish is not None:
                     self.stats.finish_reason = finish
+                    # Set by the engine before the first token, like first_token_ns.
+                    self.stats.cached_tokens = handle.cached_tokens
                     self.stats.first_token_ns = handle.first_token_ns
                     self.stats.finished_ns = handle.finished_ns or time.perf_counter_ns()
                 if text:

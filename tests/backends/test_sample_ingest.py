@@ -1,6 +1,5 @@
 """POST /api/metrics/samples: samples are stored once and update the registry's counters."""
 
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -8,29 +7,7 @@ import pytest
 from django.utils import timezone
 
 from backends.models import RequestSample
-
-
-def sample(entry_id: int | None, **fields: Any) -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "entry_id": entry_id,
-        "model": "m",
-        "backend_type": "ollama",
-        "endpoint_url": "http://127.0.0.1:11434",
-        "started_at": timezone.now().isoformat(),
-        "ok": True,
-        "error_kind": None,
-        "status_code": 200,
-        "latency_ms": 100.0,
-        "ttft_ms": 10.0,
-        "load_ms": None,
-        "prompt_tokens": 5,
-        "completion_tokens": 50,
-        "tokens_per_sec": 50.0,
-        "fallback": False,
-        "stream": False,
-        **fields,
-    }
+from tests.backends.samples import sample
 
 
 @pytest.fixture

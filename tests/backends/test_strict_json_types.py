@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from backends.models import LLMBackend, RequestSample
-from tests.backends.test_sample_ingest import sample
+from tests.backends.samples import sample
 
 BODY = {
     "model_name": "phi3:mini",
