@@ -74,6 +74,7 @@ class DecodeBatch:
             [handle.max_tokens if max_tokens is None else max_tokens],
             caches=None if cache is None else [cache],
             samplers=[handle.sampler],  # type: ignore[list-item]
+            logits_processors=[[handle.logits_processor] if handle.logits_processor else []],
         )
         handle.uid = uid
         self.active[uid] = handle

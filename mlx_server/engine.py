@@ -281,7 +281,13 @@ class Engine:
         cache, cached = self.prompt_cache.take(handle.prompt_tokens)
         handle.cached_tokens = cached
         return SoloSequence(
-            model, handle.prompt_tokens, handle.max_tokens, handle.sampler, cache, cached=cached
+            model,
+            handle.prompt_tokens,
+            handle.max_tokens,
+            handle.sampler,
+            cache,
+            cached=cached,
+            logits_processor=handle.logits_processor,
         )
 
     def _advance_solo(
@@ -338,7 +344,9 @@ class Engine:
             self._fail([handle], _FAILED)
             return None
         self.stats.moved_to_solo += 1
-        solo = SoloSequence.resume(model, row.cache, row.pending, row.max_tokens, handle.sampler)
+        solo = SoloSequence.resume(
+            model, row.cache, row.pending, row.max_tokens, handle.sampler, handle.logits_processor
+        )
         return handle, solo
 
     def _step_batch(self, batch: DecodeBatch) -> None:

@@ -21,6 +21,7 @@ from .errors import APIError, ClientGone, InvalidRequest
 from .prompts import encode_chat, encode_text, validate_messages
 from .provider import LoadedModel, ModelProvider
 from .session import Lease, start_generation, unless_disconnected
+from .structured import ollama_format
 from .wire import (
     ClosingStream,
     optional_bool,
@@ -40,8 +41,8 @@ NEVER_EXPIRES = "2318-11-25T00:00:00Z"
 
 def _options(body: dict[str, Any]) -> params.GenerationOptions:
     """Read the `options` object (temperature, top_p, seed, num_predict, stop)."""
-    # Structured output, images, tools and fill-in-the-middle are not implemented: say so.
-    reject_unsupported(body, ("format", "images", "tools", "suffix", "template"))
+    # Images, tools and fill-in-the-middle are not implemented: say so.
+    reject_unsupported(body, ("images", "tools", "suffix", "template"))
     options = optional_dict(body, "options")
     num_predict = params.optional_number(
         options, "num_predict", "options.num_predict", integer=True, minimum=-2
@@ -61,6 +62,7 @@ def _options(body: dict[str, Any]) -> params.GenerationOptions:
         ),
         max_tokens=max_tokens,
         stop=params.stop_sequences(options.get("stop"), "options.stop"),
+        constraint=ollama_format(body),
     )
 
 

@@ -21,6 +21,7 @@ from .errors import APIError, ClientGone, InvalidRequest
 from .prompts import encode_chat, encode_text, validate_messages
 from .provider import LoadedModel, ModelProvider
 from .session import Lease, start_generation, unless_disconnected
+from .structured import openai_response_format
 from .wire import (
     ClosingStream,
     optional_bool,
@@ -36,8 +37,8 @@ DEFAULT_TEMPERATURE = 1.0
 
 def _options(body: dict[str, Any]) -> params.GenerationOptions:
     """Read sampling, max_tokens and stop from an OpenAI request body."""
-    # Tool calls, structured output and logprobs are not implemented: say so.
-    reject_unsupported(body, ("tools", "functions", "response_format", "logprobs", "top_logprobs"))
+    # Tool calls and logprobs are not implemented: say so.
+    reject_unsupported(body, ("tools", "functions", "logprobs", "top_logprobs"))
     n = body.get("n")
     if n is not None and n != 1:
         raise InvalidRequest("only n=1 is supported", param="n")
@@ -47,6 +48,7 @@ def _options(body: dict[str, Any]) -> params.GenerationOptions:
         sampling=params.sampling(body, default_temperature=DEFAULT_TEMPERATURE),
         max_tokens=None if max_tokens is None else int(max_tokens),
         stop=params.stop_sequences(body.get("stop"), "stop"),
+        constraint=openai_response_format(body),
     )
 
 

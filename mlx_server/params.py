@@ -9,6 +9,7 @@ from typing import Any
 
 from .errors import ContextOverflow, InvalidRequest
 from .sampling import SamplingParams
+from .structured import JsonConstraint
 
 MAX_STOP_SEQUENCES = 16
 MAX_TEMPERATURE = 2.0
@@ -23,6 +24,8 @@ class GenerationOptions:
     # None means "the server default"; always resolved against the context by `budget`.
     max_tokens: int | None
     stop: tuple[str, ...] = ()
+    # The answer must be JSON matching this schema (enforced by grammar.py), or None.
+    constraint: JsonConstraint | None = None
 
 
 def number(

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .sampling import SeededSampler
 
@@ -41,6 +42,9 @@ class GenerationHandle:
     prompt_tokens: list[int]
     max_tokens: int
     sampler: SeededSampler | None
+    # mlx-lm's logits-processor signature, (tokens, logits) -> logits; a grammar's mask
+    # (grammar.py) for a constrained answer, else None.
+    logits_processor: Callable[[Any, Any], Any] | None = None
     events: asyncio.Queue[StepEvent] = field(default_factory=asyncio.Queue)
     submitted_ns: int = field(default_factory=time.perf_counter_ns)
     # Written by the engine thread; read by the loop after the matching event arrives.

@@ -19,6 +19,7 @@ from starlette.requests import Request
 
 from .engine import GenerationHandle
 from .errors import ClientGone, GenerationFailed, InvalidRequest
+from .grammar import GrammarProcessor
 from .params import GenerationOptions, budget
 from .provider import LoadedModel, ModelProvider
 from .sampling import make_sequence_sampler
@@ -71,6 +72,7 @@ class Generation:
         options: GenerationOptions,
         max_tokens: int,
         load_ns: int = 0,
+        logits_processor: GrammarProcessor | None = None,
     ) -> None:
         self.model = model
         self.prompt_token_ids = prompt_tokens
@@ -79,6 +81,7 @@ class Generation:
             prompt_tokens=prompt_tokens,
             max_tokens=max_tokens,
             sampler=make_sequence_sampler(options.sampling),
+            logits_processor=logits_processor,
         )
         self._text = TextAssembler(model.tokenizer, options.stop)
 
@@ -211,7 +214,11 @@ async def start_generation(
             max_tokens_param=max_tokens_param,
             clamp=clamp,
         )
-        generation = Generation(model, prompt_tokens, options, max_tokens, load_ns)
+        processor = None
+        if options.constraint is not None:
+            # Off the loop: a new schema's grammar takes milliseconds to build (cached after).
+            processor = await asyncio.to_thread(model.grammars.processor, options.constraint)
+        generation = Generation(model, prompt_tokens, options, max_tokens, load_ns, processor)
         generation.submit()
     except BaseException:
         provider.release(model, keep_alive_s)

@@ -18,6 +18,7 @@ its cache, the token the batch sampled but has not fed, its remaining budget and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,9 +51,11 @@ class SoloSequence:
         cache: list[Any] | None = None,
         pending: mx.array | None = None,
         cached: int = 0,
+        logits_processor: Callable[[mx.array, mx.array], mx.array] | None = None,
     ):
         self._model = model
         self._sampler = sampler or greedy_sampler
+        self._logits_processor = logits_processor
         self._cache = make_prompt_cache(model) if cache is None else cache
         # Tokens not in the cache yet (`cached` prompt tokens are, from the prompt cache);
         # the last prompt token is fed by the first forward.
@@ -67,11 +70,25 @@ class SoloSequence:
 
     @classmethod
     def resume(
-        cls, model: Any, cache: list[Any], pending: mx.array, max_tokens: int, sampler: Any
+        cls,
+        model: Any,
+        cache: list[Any],
+        pending: mx.array,
+        max_tokens: int,
+        sampler: Any,
+        logits_processor: Callable[[mx.array, mx.array], mx.array] | None = None,
     ) -> SoloSequence:
         """Continue a sequence taken out of the batch: `pending` is its next token to send,
         sampled but not in `cache`; `max_tokens` counts it."""
-        return cls(model, [], max_tokens, sampler, cache=cache, pending=pending)
+        return cls(
+            model,
+            [],
+            max_tokens,
+            sampler,
+            cache=cache,
+            pending=pending,
+            logits_processor=logits_processor,
+        )
 
     @property
     def decoding(self) -> bool:
@@ -146,6 +163,9 @@ class SoloSequence:
     def _forward(self, tokens: mx.array) -> mx.array:
         """Queue one forward pass and the sampling of its last position."""
         logits = self._model(tokens.reshape(1, -1), cache=self._cache)[:, -1, :]
+        if self._logits_processor is not None:
+            # As mlx-lm's batch calls it: with the token being fed (grammar.py relies on it).
+            logits = self._logits_processor(tokens, logits)
         logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
         sampled: mx.array = self._sampler(logprobs)
         mx.async_eval(sampled)
