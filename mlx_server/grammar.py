@@ -20,6 +20,7 @@ between the solo path and the batch without any hand-over of its own.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections import OrderedDict
@@ -32,6 +33,7 @@ import numpy as np
 
 from .errors import InvalidRequest
 from .structured import JsonConstraint
+from .tools import ToolCallConstraint, template_supports_tools
 
 if TYPE_CHECKING:  # a TypedDict declared only in llguidance's type stubs
     from llguidance._lib import JsonCompileOptions
@@ -86,7 +88,7 @@ def grammar_schema(schema: Any) -> Any:
     return out
 
 
-def _schema_error(constraint: JsonConstraint, message: str) -> InvalidRequest:
+def _schema_error(constraint: JsonConstraint | ToolCallConstraint, message: str) -> InvalidRequest:
     """Turn llguidance's complaint into a 400 naming the field and, if known, the keyword."""
     found = _UNIMPLEMENTED.search(message)
     if found:
@@ -118,7 +120,9 @@ class GrammarCompiler:
         self._matchers: OrderedDict[str, llguidance.LLMatcher] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _llg_tokenizer(self, constraint: JsonConstraint) -> llguidance.LLTokenizer:
+    def _llg_tokenizer(
+        self, constraint: JsonConstraint | ToolCallConstraint
+    ) -> llguidance.LLTokenizer:
         if self._tokenizer is None:
             backend = getattr(self._source, "backend_tokenizer", None)
             if backend is None:
@@ -135,28 +139,80 @@ class GrammarCompiler:
             )
         return self._tokenizer
 
-    def processor(self, constraint: JsonConstraint) -> GrammarProcessor:
+    def processor(self, constraint: JsonConstraint | ToolCallConstraint) -> GrammarProcessor:
         """Return a fresh logits processor enforcing `constraint` (400 if it cannot)."""
+        key = (
+            constraint.schema_text
+            if isinstance(constraint, JsonConstraint)
+            else constraint.cache_key
+        )
         with self._lock:
-            pristine = self._matchers.get(constraint.schema_text)
+            pristine = self._matchers.get(key)
             if pristine is not None:
-                self._matchers.move_to_end(constraint.schema_text)
+                self._matchers.move_to_end(key)
             else:
                 tokenizer = self._llg_tokenizer(constraint)
-                grammar = llguidance.LLMatcher.grammar_from_json_schema(
-                    grammar_schema(constraint.schema), defaults=_COMPILE_OPTIONS
-                )
+                if isinstance(constraint, JsonConstraint):
+                    grammar = llguidance.LLMatcher.grammar_from_json_schema(
+                        grammar_schema(constraint.schema), defaults=_COMPILE_OPTIONS
+                    )
+                else:
+                    grammar = llguidance.LLMatcher.grammar_from_lark(
+                        self._tool_call_lark(constraint)
+                    )
                 error = llguidance.LLMatcher.validate_grammar(grammar, tokenizer)
                 if error:
                     raise _schema_error(constraint, error)
                 pristine = llguidance.LLMatcher(tokenizer, grammar, log_level=0)
                 if pristine.is_error():
                     raise _schema_error(constraint, pristine.get_error())
-                self._matchers[constraint.schema_text] = pristine
+                self._matchers[key] = pristine
                 while len(self._matchers) > self._cache_size:
                     self._matchers.popitem(last=False)
             matcher = pristine.deep_copy()
         return GrammarProcessor(matcher, self._vocab_size, min(self._source.eos_token_ids))
+
+    def _tool_call_lark(self, constraint: ToolCallConstraint) -> str:
+        """A Lark grammar (llguidance's dialect) for one call between the model's markers.
+
+        The call is JSON, `{"name": ..., "arguments": {...}}` with the arguments valid
+        against that tool's parameters, as mlx-lm's `json_tools` format writes it; without
+        markers (a template without tool support) it is that JSON alone. When the call is
+        optional, the alternative is free text that never contains the start marker.
+        """
+        options = dict(_COMPILE_OPTIONS)
+        variants = [
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"const": tool.name},
+                    "arguments": grammar_schema(tool.parameters),
+                },
+                "required": ["name", "arguments"],
+                "additionalProperties": False,
+            }
+            for tool in constraint.tools
+        ]
+        call_schema = {"anyOf": variants, "x-guidance": options}
+        call = f"call: %json {json.dumps(call_schema)}"
+        if not template_supports_tools(self._source):
+            return f"start: call\n{call}"
+        start = self._marker(self._source.tool_call_start)
+        end = self._marker(self._source.tool_call_end)
+        if constraint.required:
+            return f"start: {start} call {end}\n{call}"
+        # Free text: any text except one that contains the start marker (llguidance's
+        # regex extensions `&` (and) and `~` (not)).
+        marker = re.escape(self._source.tool_call_start)
+        text = f"TEXT: /(.|\\n)*/ & ~/(.|\\n)*{marker}(.|\\n)*/"
+        return f"start: TEXT | {start} call {end}\n{text}\n{call}"
+
+    def _marker(self, marker: str) -> str:
+        """Write a marker for the grammar: a special token by id, else its text."""
+        ids = self._source.encode(marker, add_special_tokens=False)
+        if len(ids) == 1 and ids[0] in set(getattr(self._source, "all_special_ids", [])):
+            return f"<[{ids[0]}]>"
+        return json.dumps(marker)
 
 
 class GrammarProcessor:

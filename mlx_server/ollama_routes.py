@@ -22,6 +22,7 @@ from .prompts import encode_chat, encode_text, validate_messages
 from .provider import LoadedModel, ModelProvider
 from .session import Lease, start_generation, unless_disconnected
 from .structured import ollama_format
+from .tools import ToolCall, ToolCallScanner, parse_tools, prompt_with_tools, scanner_for
 from .wire import (
     ClosingStream,
     optional_bool,
@@ -41,8 +42,8 @@ NEVER_EXPIRES = "2318-11-25T00:00:00Z"
 
 def _options(body: dict[str, Any]) -> params.GenerationOptions:
     """Read the `options` object (temperature, top_p, seed, num_predict, stop)."""
-    # Images, tools and fill-in-the-middle are not implemented: say so.
-    reject_unsupported(body, ("images", "tools", "suffix", "template"))
+    # Images and fill-in-the-middle are not implemented: say so.
+    reject_unsupported(body, ("images", "suffix", "template"))
     options = optional_dict(body, "options")
     num_predict = params.optional_number(
         options, "num_predict", "options.num_predict", integer=True, minimum=-2
@@ -192,6 +193,7 @@ class OllamaRoutes:
         if not prompt:
             # docs/api.md: an empty prompt loads the model, or unloads it with keep_alive 0.
             return await self._load_or_unload(model_name, keep_alive, chat=False)
+        reject_unsupported(body, ("tools",))  # /api/chat only, as in Ollama
         options = _options(body)
 
         def build(model: LoadedModel) -> list[int]:
@@ -221,12 +223,18 @@ class OllamaRoutes:
         if not messages:
             return await self._load_or_unload(model_name, keep_alive, chat=True)
         options = _options(body)
+        # Ollama has no tool_choice: tools are offered, never enforced.
+        tool_request = parse_tools(body, with_choice=False)
 
         def build(model: LoadedModel) -> list[int]:
-            return encode_chat(model.tokenizer, messages)
+            chat, tools = prompt_with_tools(model.tokenizer, messages, tool_request, model_name)
+            return encode_chat(model.tokenizer, chat, tools)
 
         lease = await self._start(model_name, build, options, keep_alive, "messages")
-        return await self._respond(request, lease, model_name, stream, chat=True, raw=False)
+        scanner = scanner_for(lease.model.tokenizer, tool_request)
+        return await self._respond(
+            request, lease, model_name, stream, chat=True, raw=False, scanner=scanner
+        )
 
     async def _load_or_unload(
         self, model_name: str, keep_alive: float | None, *, chat: bool
@@ -266,12 +274,19 @@ class OllamaRoutes:
         )
 
     def _final(
-        self, lease: Lease, model_name: str, text: str, *, chat: bool, raw: bool
+        self,
+        lease: Lease,
+        model_name: str,
+        text: str,
+        *,
+        chat: bool,
+        raw: bool,
+        calls: list[ToolCall] | None = None,
     ) -> dict[str, Any]:
         stats = lease.generation.stats
         payload: dict[str, Any] = {"model": model_name, "created_at": _now()}
         if chat:
-            payload["message"] = {"role": "assistant", "content": text}
+            payload["message"] = _message(text, calls)
         else:
             payload["response"] = text
         payload.update(
@@ -302,10 +317,11 @@ class OllamaRoutes:
         *,
         chat: bool,
         raw: bool,
+        scanner: ToolCallScanner | None = None,
     ) -> Response:
         if stream:
             return ClosingStream(
-                self._stream(lease, model_name, chat=chat, raw=raw),
+                self._stream(lease, model_name, chat=chat, raw=raw, scanner=scanner),
                 on_close=lease.close,
                 media_type="application/x-ndjson",
             )
@@ -315,27 +331,55 @@ class OllamaRoutes:
             return Response(status_code=499)
         finally:
             lease.release()
-        return JSONResponse(self._final(lease, model_name, text, chat=chat, raw=raw))
+        calls: list[ToolCall] = []
+        if scanner is not None:
+            shown, calls = scanner.feed(text)
+            rest, more = scanner.finish()
+            text, calls = shown + rest, calls + more
+        return JSONResponse(self._final(lease, model_name, text, chat=chat, raw=raw, calls=calls))
 
     async def _stream(
-        self, lease: Lease, model_name: str, *, chat: bool, raw: bool
+        self,
+        lease: Lease,
+        model_name: str,
+        *,
+        chat: bool,
+        raw: bool,
+        scanner: ToolCallScanner | None = None,
     ) -> AsyncIterator[str]:
         """Frame pieces as NDJSON; report a mid-stream failure as a final error object."""
+
+        def part(text: str, calls: list[ToolCall]) -> str:
+            payload: dict[str, Any] = {"model": model_name, "created_at": _now()}
+            if chat:
+                payload["message"] = _message(text, calls)
+            else:
+                payload["response"] = text
+            payload["done"] = False
+            return _ndjson(payload)
+
         try:
             async for piece in lease.generation.pieces():
-                payload: dict[str, Any] = {"model": model_name, "created_at": _now()}
-                if chat:
-                    payload["message"] = {"role": "assistant", "content": piece}
-                else:
-                    payload["response"] = piece
-                payload["done"] = False
-                yield _ndjson(payload)
+                if scanner is None:
+                    yield part(piece, [])
+                elif (found := scanner.feed(piece)) != ("", []):
+                    yield part(*found)
+            if scanner is not None and (found := scanner.finish()) != ("", []):
+                yield part(*found)
             yield _ndjson(self._final(lease, model_name, "", chat=chat, raw=raw))
         except APIError as exc:
             # Headers are sent already; Ollama reports stream errors as {"error": ...} lines.
             yield _ndjson({"error": exc.message})
         finally:
             lease.release()
+
+
+def _message(text: str, calls: list[ToolCall] | None) -> dict[str, Any]:
+    """An assistant message in Ollama's shape: tool calls with object arguments."""
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if calls:
+        message["tool_calls"] = [call.ollama() for call in calls]
+    return message
 
 
 def encode_text_no_special(tokenizer: Any, tokens: list[int]) -> list[int]:

@@ -6,10 +6,11 @@ answers are server-sent events, one JSON chunk per `data:` line, ending `data: [
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from starlette.requests import Request
@@ -22,6 +23,14 @@ from .prompts import encode_chat, encode_text, validate_messages
 from .provider import LoadedModel, ModelProvider
 from .session import Lease, start_generation, unless_disconnected
 from .structured import openai_response_format
+from .tools import (
+    ToolCall,
+    ToolCallScanner,
+    openai_call_deltas,
+    parse_tools,
+    prompt_with_tools,
+    scanner_for,
+)
 from .wire import (
     ClosingStream,
     optional_bool,
@@ -37,8 +46,8 @@ DEFAULT_TEMPERATURE = 1.0
 
 def _options(body: dict[str, Any]) -> params.GenerationOptions:
     """Read sampling, max_tokens and stop from an OpenAI request body."""
-    # Tool calls and logprobs are not implemented: say so.
-    reject_unsupported(body, ("tools", "functions", "logprobs", "top_logprobs"))
+    # Legacy function calling and logprobs are not implemented: say so.
+    reject_unsupported(body, ("functions", "function_call", "logprobs", "top_logprobs"))
     n = body.get("n")
     if n is not None and n != 1:
         raise InvalidRequest("only n=1 is supported", param="n")
@@ -119,6 +128,7 @@ class OpenAIRoutes:
         body = await read_json(request)
         model_name = required_str(body, "model")
         prompt = _completion_prompt(body)
+        reject_unsupported(body, ("tools", "tool_choice"))  # chat only
         options = _options(body)
         stream = optional_bool(body, "stream", False)
 
@@ -138,13 +148,26 @@ class OpenAIRoutes:
         if not messages:
             raise InvalidRequest("'messages' must not be empty", param="messages")
         options = _options(body)
+        tool_request = parse_tools(body, with_choice=True)
+        enforced = tool_request.constraint()
+        if enforced is not None:
+            if options.constraint is not None:
+                raise InvalidRequest(
+                    "'response_format' and an enforced tool call cannot both apply",
+                    param="response_format",
+                )
+            options = dataclasses.replace(options, constraint=enforced)
         stream = optional_bool(body, "stream", False)
 
         def build(model: LoadedModel) -> list[int]:
-            return encode_chat(model.tokenizer, messages)
+            chat, tools = prompt_with_tools(model.tokenizer, messages, tool_request, model_name)
+            return encode_chat(model.tokenizer, chat, tools)
 
         lease = await self._start(model_name, build, options, "messages", body)
-        return await self._respond(request, lease, model_name, body, stream, chat=True)
+        scanner = scanner_for(lease.model.tokenizer, tool_request)
+        return await self._respond(
+            request, lease, model_name, body, stream, chat=True, scanner=scanner
+        )
 
     async def _start(
         self,
@@ -179,12 +202,13 @@ class OpenAIRoutes:
         stream: bool,
         *,
         chat: bool,
+        scanner: ToolCallScanner | None = None,
     ) -> Response:
         ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
         created = int(time.time())
         if stream:
             include_usage = bool(optional_dict(body, "stream_options").get("include_usage"))
-            events = self._stream(lease, ident, created, model_name, chat, include_usage)
+            events = self._stream(lease, ident, created, model_name, chat, include_usage, scanner)
             return ClosingStream(
                 events,
                 on_close=lease.close,
@@ -199,9 +223,18 @@ class OpenAIRoutes:
             lease.release()
         finish = lease.generation.stats.finish_reason
         if chat:
+            message: dict[str, Any] = {"role": "assistant", "content": text}
+            if scanner is not None:
+                shown, calls = scanner.feed(text)
+                rest, more = scanner.finish()
+                calls += more
+                message["content"] = (shown + rest) or (None if calls else "")
+                if calls:
+                    message["tool_calls"] = [call.openai() for call in calls]
+                    finish = "tool_calls"
             choice: dict[str, Any] = {
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
+                "message": message,
                 "logprobs": None,
                 "finish_reason": finish,
             }
@@ -226,17 +259,25 @@ class OpenAIRoutes:
         model_name: str,
         chat: bool,
         include_usage: bool,
+        scanner: ToolCallScanner | None,
     ) -> AsyncIterator[str]:
         """Frame text pieces as SSE chunks; always release the model at the end."""
         kind = "chat.completion.chunk" if chat else "text_completion"
 
-        def chunk(text: str | None, finish: str | None, first: bool = False) -> dict[str, Any]:
+        def chunk(
+            text: str | None,
+            finish: str | None,
+            first: bool = False,
+            tool_calls: list[dict[str, Any]] | None = None,
+        ) -> dict[str, Any]:
             if chat:
                 delta: dict[str, Any] = {}
                 if first:
                     delta["role"] = "assistant"
                 if text is not None:
                     delta["content"] = text
+                if tool_calls:
+                    delta["tool_calls"] = tool_calls
                 choice: dict[str, Any] = {"index": 0, "delta": delta}
             else:
                 choice = {"index": 0, "text": text or ""}
@@ -253,9 +294,28 @@ class OpenAIRoutes:
         try:
             if chat:
                 yield _sse(chunk("", None, first=True))
+            calls = 0
+
+            def framed(shown: str, found: list[ToolCall]) -> Iterator[str]:
+                nonlocal calls
+                if shown:
+                    yield _sse(chunk(shown, None))
+                for call in found:
+                    for delta in openai_call_deltas(calls, call):
+                        yield _sse(chunk(None, None, tool_calls=[delta]))
+                    calls += 1
+
             async for piece in lease.generation.pieces():
-                yield _sse(chunk(piece, None))
-            yield _sse(chunk(None if chat else "", lease.generation.stats.finish_reason))
+                if scanner is None:
+                    yield _sse(chunk(piece, None))
+                else:
+                    for event in framed(*scanner.feed(piece)):
+                        yield event
+            if scanner is not None:
+                for event in framed(*scanner.finish()):
+                    yield event
+            finish = "tool_calls" if calls else lease.generation.stats.finish_reason
+            yield _sse(chunk(None if chat else "", finish))
             if include_usage:
                 yield _sse(
                     {

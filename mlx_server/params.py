@@ -10,6 +10,7 @@ from typing import Any
 from .errors import ContextOverflow, InvalidRequest
 from .sampling import SamplingParams
 from .structured import JsonConstraint
+from .tools import ToolCallConstraint
 
 MAX_STOP_SEQUENCES = 16
 MAX_TEMPERATURE = 2.0
@@ -24,8 +25,8 @@ class GenerationOptions:
     # None means "the server default"; always resolved against the context by `budget`.
     max_tokens: int | None
     stop: tuple[str, ...] = ()
-    # The answer must be JSON matching this schema (enforced by grammar.py), or None.
-    constraint: JsonConstraint | None = None
+    # The answer must be JSON matching this schema, or a tool call (enforced by grammar.py).
+    constraint: JsonConstraint | ToolCallConstraint | None = None
 
 
 def number(

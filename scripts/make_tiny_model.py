@@ -25,10 +25,23 @@ SPECIAL_TOKENS = ["<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>", "<|e
 
 # A Jinja chat template in the shape transformers renders; it adds <s> itself, so
 # the server encodes the rendered text without adding special tokens again.
+# Tool support in the Hermes/Qwen style that mlx-lm's `json_tools` parser reads: the tools
+# are listed in a system turn, and a call is `<tool_call>{"name": ..., "arguments": {...}}
+# </tool_call>` (mlx-lm infers the parser from "<tool_call>" and "tool_call.name" here).
+# Without tools the rendering is the plain one, token for token.
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
+    "{% if tools %}<|system|>\nYou may call these tools:\n"
+    "{% for tool in tools %}{{ tool | tojson }}\n{% endfor %}"
+    'To call one, answer <tool_call>{"name": <name>, "arguments": <object>}</tool_call><|end|>\n'
+    "{% endif %}"
     "{% for message in messages %}"
-    "<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>\n"
+    "<|{{ message['role'] }}|>\n{{ message['content'] or '' }}"
+    "{% if message['tool_calls'] %}{% for tool_call in message['tool_calls'] %}"
+    "{% if tool_call.function is defined %}{% set tool_call = tool_call.function %}{% endif %}"
+    '<tool_call>{"name": "{{ tool_call.name }}", "arguments": {{ tool_call.arguments | tojson }}}'
+    "</tool_call>{% endfor %}{% endif %}"
+    "<|end|>\n"
     "{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
@@ -107,6 +120,8 @@ def build_tokenizer(shape: ModelShape, out: Path) -> int:
         "model_max_length": shape.context,
         "clean_up_tokenization_spaces": False,
         "chat_template": CHAT_TEMPLATE,
+        # mlx-lm's tool-call parser for the template's call format (mlx_lm/tool_parsers).
+        "tool_parser_type": "json_tools",
     }
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
     (out / "special_tokens_map.json").write_text(

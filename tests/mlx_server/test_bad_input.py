@@ -136,8 +136,9 @@ def test_it_rejects_n_greater_than_one(client: httpx.Client) -> None:
 def test_it_rejects_features_it_does_not_implement_instead_of_ignoring_them(
     client: httpx.Client,
 ) -> None:
-    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
-    openai_error(client.post("/v1/chat/completions", json={**CHAT, "tools": tools}), 400, "tools")
+    functions = [{"name": "f", "parameters": {}}]  # the legacy form of tools
+    response = client.post("/v1/chat/completions", json={**CHAT, "functions": functions})
+    openai_error(response, 400, "functions")
     images = [{"role": "user", "content": "what is this?", "images": ["aGVsbG8="]}]
     chat = client.post("/api/chat", json={"model": MODEL_NAME, "messages": images})
     assert chat.status_code == 400 and "messages[0].images" in chat.json()["error"]
