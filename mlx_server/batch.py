@@ -23,7 +23,8 @@ from typing import Any
 import mlx.core as mx
 from mlx_lm.generate import BatchGenerator
 
-from .relay import GenerationHandle
+from .logprobs import read_logprobs
+from .relay import GenerationHandle, TokenEvent
 
 
 @dataclass
@@ -34,6 +35,8 @@ class BatchRow:
     # Sampled by the batch's last step; not in the cache, not sent to the client yet.
     pending: mx.array
     max_tokens: int
+    # The log-probabilities `pending` was sampled from.
+    pending_logprobs: mx.array
 
 
 class DecodeBatch:
@@ -86,8 +89,9 @@ class DecodeBatch:
             self._generator.remove([handle.uid])
             del self.active[handle.uid]
 
-    def step(self) -> list[tuple[GenerationHandle, int, str | None]]:
-        """Run one step; return each row's token and finish reason (finished rows leave)."""
+    def step(self) -> list[tuple[GenerationHandle, TokenEvent]]:
+        """Run one step; return each row's token, finish reason and, if its request asked,
+        log-probabilities (finished rows leave)."""
         _, responses = self._generator.next()
         events = []
         for response in responses:
@@ -96,7 +100,10 @@ class DecodeBatch:
                 continue
             if response.finish_reason is not None:
                 del self.active[response.uid]
-            events.append((handle, response.token, response.finish_reason))
+            read = None
+            if handle.top_logprobs is not None:
+                read = read_logprobs(response.logprobs, response.token, handle.top_logprobs)
+            events.append((handle, (response.token, response.finish_reason, read)))
         return events
 
     def reset(self) -> list[GenerationHandle]:
@@ -120,12 +127,13 @@ class DecodeBatch:
         rows = self._generator._generation_batch
         i = rows.uids.index(handle.uid)
         pending = rows._next_tokens[i : i + 1]
+        pending_logprobs = rows._next_logprobs[i]
         max_tokens = rows.max_tokens[i] - rows._num_tokens[i]
         caches = self._generator.remove([handle.uid], return_prompt_caches=True)
         cache, _tokens = caches[handle.uid]
         del self.active[handle.uid]
         handle.uid = None
-        return BatchRow(cache, pending, max_tokens)
+        return BatchRow(cache, pending, max_tokens, pending_logprobs)
 
     def close(self) -> None:
         self._generator.close()

@@ -120,6 +120,11 @@ class GrammarCompiler:
         self._matchers: OrderedDict[str, llguidance.LLMatcher] = OrderedDict()
         self._lock = threading.Lock()
 
+    @property
+    def vocab_size(self) -> int:
+        """Width of the model's logits."""
+        return self._vocab_size
+
     def _llg_tokenizer(
         self, constraint: JsonConstraint | ToolCallConstraint
     ) -> llguidance.LLTokenizer:

@@ -15,12 +15,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from . import params
+from . import embeddings, logprobs, params
 from .catalog import rfc3339
 from .errors import APIError, ClientGone, InvalidRequest
 from .prompts import encode_chat, encode_text, validate_messages
 from .provider import LoadedModel, ModelProvider
-from .session import Lease, start_generation, unless_disconnected
+from .session import Lease, embed_inputs, start_generation, unless_disconnected
 from .structured import ollama_format
 from .tools import ToolCall, ToolCallScanner, parse_tools, prompt_with_tools, scanner_for
 from .wire import (
@@ -64,6 +64,7 @@ def _options(body: dict[str, Any]) -> params.GenerationOptions:
         max_tokens=max_tokens,
         stop=params.stop_sequences(options.get("stop"), "options.stop"),
         constraint=ollama_format(body),
+        top_logprobs=logprobs.chat_request(body),
     )
 
 
@@ -91,6 +92,8 @@ class OllamaRoutes:
             Route("/api/show", self.show, methods=["POST"]),
             Route("/api/generate", self.generate, methods=["POST"]),
             Route("/api/chat", self.chat, methods=["POST"]),
+            Route("/api/embed", self.embed, methods=["POST"]),
+            Route("/api/embeddings", self.legacy_embeddings, methods=["POST"]),
         ]
 
     async def root(self, request: Request) -> Response:
@@ -236,6 +239,37 @@ class OllamaRoutes:
             request, lease, model_name, stream, chat=True, raw=False, scanner=scanner
         )
 
+    async def embed(self, request: Request) -> Response:
+        """Embed one input or a batch (see embeddings.py for the pooling)."""
+        body = await read_json(request)
+        model_name = required_str(body, "model")
+        wanted = embeddings.ollama_request(body, legacy=False)
+        keep_alive = params.keep_alive(body.get("keep_alive"))
+        result = await embed_inputs(
+            self.provider, model_name, wanted, keep_alive_s=keep_alive, param="input"
+        )
+        return JSONResponse(
+            {
+                "model": model_name,
+                "embeddings": embeddings.ollama_vectors(result.vectors, wanted),
+                "total_duration": result.total_ns,
+                "load_duration": result.load_ns,
+                "prompt_eval_count": result.prompt_tokens,
+            }
+        )
+
+    async def legacy_embeddings(self, request: Request) -> Response:
+        """Embed one prompt: the `/api/embeddings` endpoint `/api/embed` replaced."""
+        body = await read_json(request)
+        model_name = required_str(body, "model")
+        wanted = embeddings.ollama_request(body, legacy=True)
+        keep_alive = params.keep_alive(body.get("keep_alive"))
+        result = await embed_inputs(
+            self.provider, model_name, wanted, keep_alive_s=keep_alive, param="prompt"
+        )
+        (vector,) = embeddings.ollama_vectors(result.vectors, wanted)
+        return JSONResponse({"embedding": vector})
+
     async def _load_or_unload(
         self, model_name: str, keep_alive: float | None, *, chat: bool
     ) -> Response:
@@ -306,6 +340,7 @@ class OllamaRoutes:
         if not chat and not raw:
             # docs/api.md: raw mode returns no context.
             payload["context"] = lease.generation.prompt_token_ids + stats.token_ids
+        _add_logprobs(payload, lease)
         return payload
 
     async def _respond(
@@ -356,6 +391,7 @@ class OllamaRoutes:
             else:
                 payload["response"] = text
             payload["done"] = False
+            _add_logprobs(payload, lease)
             return _ndjson(payload)
 
         try:
@@ -372,6 +408,13 @@ class OllamaRoutes:
             yield _ndjson({"error": exc.message})
         finally:
             lease.release()
+
+
+def _add_logprobs(payload: dict[str, Any], lease: Lease) -> None:
+    """Add the top-level `logprobs` of the tokens received since the last chunk, if asked."""
+    if lease.generation.handle.top_logprobs is not None:
+        entries = lease.generation.take_logprobs()
+        payload["logprobs"] = logprobs.ollama(lease.model.tokenizer, entries)
 
 
 def _message(text: str, calls: list[ToolCall] | None) -> dict[str, Any]:

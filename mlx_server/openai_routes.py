@@ -17,11 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import params
+from . import embeddings, logprobs, params
 from .errors import APIError, ClientGone, InvalidRequest
 from .prompts import encode_chat, encode_text, validate_messages
 from .provider import LoadedModel, ModelProvider
-from .session import Lease, start_generation, unless_disconnected
+from .session import Lease, embed_inputs, start_generation, unless_disconnected
 from .structured import openai_response_format
 from .tools import (
     ToolCall,
@@ -46,8 +46,8 @@ DEFAULT_TEMPERATURE = 1.0
 
 def _options(body: dict[str, Any]) -> params.GenerationOptions:
     """Read sampling, max_tokens and stop from an OpenAI request body."""
-    # Legacy function calling and logprobs are not implemented: say so.
-    reject_unsupported(body, ("functions", "function_call", "logprobs", "top_logprobs"))
+    # Legacy function calling is not implemented: say so.
+    reject_unsupported(body, ("functions", "function_call"))
     n = body.get("n")
     if n is not None and n != 1:
         raise InvalidRequest("only n=1 is supported", param="n")
@@ -91,6 +91,17 @@ def _usage(lease: Lease) -> dict[str, Any]:
     }
 
 
+def _logprobs(lease: Lease, chat: bool, offset: int) -> dict[str, Any] | None:
+    """`choice.logprobs` for the tokens received since the last call; None if not asked."""
+    if lease.generation.handle.top_logprobs is None:
+        return None
+    entries = lease.generation.take_logprobs()
+    tokenizer = lease.model.tokenizer
+    if chat:
+        return logprobs.openai_chat(tokenizer, entries)
+    return logprobs.openai_completion(tokenizer, entries, offset)
+
+
 def _sse(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
 
@@ -108,6 +119,7 @@ class OpenAIRoutes:
             Route("/v1/models/{model_id:path}", self.get_model, methods=["GET"]),
             Route("/v1/completions", self.completions, methods=["POST"]),
             Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+            Route("/v1/embeddings", self.embeddings, methods=["POST"]),
         ]
 
     def _model_card(self, name: str) -> dict[str, Any]:
@@ -128,8 +140,10 @@ class OpenAIRoutes:
         body = await read_json(request)
         model_name = required_str(body, "model")
         prompt = _completion_prompt(body)
-        reject_unsupported(body, ("tools", "tool_choice"))  # chat only
-        options = _options(body)
+        reject_unsupported(body, ("tools", "tool_choice", "top_logprobs"))  # chat only
+        options = dataclasses.replace(
+            _options(body), top_logprobs=logprobs.completion_request(body)
+        )
         stream = optional_bool(body, "stream", False)
 
         def build(model: LoadedModel) -> list[int]:
@@ -147,7 +161,7 @@ class OpenAIRoutes:
         messages = validate_messages(body.get("messages"))
         if not messages:
             raise InvalidRequest("'messages' must not be empty", param="messages")
-        options = _options(body)
+        options = dataclasses.replace(_options(body), top_logprobs=logprobs.chat_request(body))
         tool_request = parse_tools(body, with_choice=True)
         enforced = tool_request.constraint()
         if enforced is not None:
@@ -167,6 +181,18 @@ class OpenAIRoutes:
         scanner = scanner_for(lease.model.tokenizer, tool_request)
         return await self._respond(
             request, lease, model_name, body, stream, chat=True, scanner=scanner
+        )
+
+    async def embeddings(self, request: Request) -> Response:
+        """Embed inputs with a loaded language model (see embeddings.py for the pooling)."""
+        body = await read_json(request)
+        model_name = required_str(body, "model")
+        wanted = embeddings.openai_request(body)
+        result = await embed_inputs(
+            self.provider, model_name, wanted, keep_alive_s=None, param="input"
+        )
+        return JSONResponse(
+            embeddings.openai_answer(result.vectors, wanted, model_name, result.prompt_tokens)
         )
 
     async def _start(
@@ -235,11 +261,16 @@ class OpenAIRoutes:
             choice: dict[str, Any] = {
                 "index": 0,
                 "message": message,
-                "logprobs": None,
+                "logprobs": _logprobs(lease, chat, 0),
                 "finish_reason": finish,
             }
         else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+            choice = {
+                "index": 0,
+                "text": text,
+                "logprobs": _logprobs(lease, chat, 0),
+                "finish_reason": finish,
+            }
         return JSONResponse(
             {
                 "id": ident,
@@ -263,13 +294,16 @@ class OpenAIRoutes:
     ) -> AsyncIterator[str]:
         """Frame text pieces as SSE chunks; always release the model at the end."""
         kind = "chat.completion.chunk" if chat else "text_completion"
+        offset = 0  # characters of text before a chunk (legacy completions' `text_offset`)
 
         def chunk(
             text: str | None,
             finish: str | None,
             first: bool = False,
             tool_calls: list[dict[str, Any]] | None = None,
+            with_logprobs: bool = False,
         ) -> dict[str, Any]:
+            nonlocal offset
             if chat:
                 delta: dict[str, Any] = {}
                 if first:
@@ -281,7 +315,9 @@ class OpenAIRoutes:
                 choice: dict[str, Any] = {"index": 0, "delta": delta}
             else:
                 choice = {"index": 0, "text": text or ""}
-            choice["logprobs"] = None
+            choice["logprobs"] = _logprobs(lease, chat, offset) if with_logprobs else None
+            if choice["logprobs"] is not None and not chat:
+                offset += sum(len(token) for token in choice["logprobs"]["tokens"])
             choice["finish_reason"] = finish
             return {
                 "id": ident,
@@ -307,7 +343,7 @@ class OpenAIRoutes:
 
             async for piece in lease.generation.pieces():
                 if scanner is None:
-                    yield _sse(chunk(piece, None))
+                    yield _sse(chunk(piece, None, with_logprobs=True))
                 else:
                     for event in framed(*scanner.feed(piece)):
                         yield event
@@ -315,7 +351,7 @@ class OpenAIRoutes:
                 for event in framed(*scanner.finish()):
                     yield event
             finish = "tool_calls" if calls else lease.generation.stats.finish_reason
-            yield _sse(chunk(None if chat else "", finish))
+            yield _sse(chunk(None if chat else "", finish, with_logprobs=True))
             if include_usage:
                 yield _sse(
                     {

@@ -27,6 +27,8 @@ class GenerationOptions:
     stop: tuple[str, ...] = ()
     # The answer must be JSON matching this schema, or a tool call (enforced by grammar.py).
     constraint: JsonConstraint | ToolCallConstraint | None = None
+    # Most-likely tokens to report with each sampled one (logprobs.py); None: no logprobs.
+    top_logprobs: int | None = None
 
 
 def number(

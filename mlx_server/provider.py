@@ -37,6 +37,8 @@ class LoadedModel:
     size_bytes: int
     # Grammars for constrained answers (grammar.py), built on first use.
     grammars: GrammarCompiler
+    # Width of the model's embeddings (embeddings.py); None if it cannot embed.
+    embedding_size: int | None = None
     in_use: int = 0
     # Monotonic deadline after which an idle model is unloaded; None keeps it for ever.
     expires_at: float | None = None
@@ -183,6 +185,7 @@ class ModelProvider:
             config=weights.config,
             size_bytes=size,
             grammars=GrammarCompiler(weights.tokenizer, _vocab_size(weights)),
+            embedding_size=weights.embedding_size,
         )
         self._set_keep_alive(model, None)
         self._loaded[entry.name] = model
