@@ -16,13 +16,16 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from . import embeddings, logprobs, params
+from .answer import AnswerSplitter, Parts, answer_splitter
+from .capabilities import capabilities_of
 from .catalog import rfc3339
 from .errors import APIError, ClientGone, InvalidRequest
 from .prompts import encode_chat, encode_text, validate_messages
 from .provider import LoadedModel, ModelProvider
 from .session import Lease, embed_inputs, start_generation, unless_disconnected
 from .structured import ollama_format
-from .tools import ToolCall, ToolCallScanner, parse_tools, prompt_with_tools, scanner_for
+from .thinking import check_think, ollama_think
+from .tools import ToolRequest, parse_tools, prompt_with_tools
 from .wire import (
     ClosingStream,
     optional_bool,
@@ -170,7 +173,7 @@ class OllamaRoutes:
                 "template": template,
                 "details": details,
                 "model_info": model_info,
-                "capabilities": ["completion"],
+                "capabilities": await capabilities_of(self.provider, entry),
                 "modified_at": rfc3339(entry.modified_at),
             }
         )
@@ -198,21 +201,30 @@ class OllamaRoutes:
             return await self._load_or_unload(model_name, keep_alive, chat=False)
         reject_unsupported(body, ("tools",))  # /api/chat only, as in Ollama
         options = _options(body)
+        think = ollama_think(body)
 
         def build(model: LoadedModel) -> list[int]:
+            check_think(model.tokenizer, think, model_name)
             if raw:
                 tokens = encode_text(model.tokenizer, prompt)
             else:
                 messages = [{"role": "system", "content": system}] if system else []
                 messages.append({"role": "user", "content": prompt})
-                tokens = encode_chat(model.tokenizer, messages)
+                tokens = encode_chat(model.tokenizer, messages, think=think)
             if context:
                 # The context of a previous answer already holds BOS and the template.
                 return list(context) + encode_text_no_special(model.tokenizer, tokens)
             return tokens
 
         lease = await self._start(model_name, build, options, keep_alive, "prompt")
-        return await self._respond(request, lease, model_name, stream, chat=False, raw=raw)
+        splitter = None
+        if not raw:  # raw: the caller wrote the template, and reads the text as it is
+            splitter = answer_splitter(
+                lease.model.tokenizer, lease.generation.prompt_token_ids, ToolRequest(), think
+            )
+        return await self._respond(
+            request, lease, model_name, stream, chat=False, raw=raw, splitter=splitter
+        )
 
     async def chat(self, request: Request) -> Response:
         """Answer a conversation using the model's chat template."""
@@ -228,15 +240,19 @@ class OllamaRoutes:
         options = _options(body)
         # Ollama has no tool_choice: tools are offered, never enforced.
         tool_request = parse_tools(body, with_choice=False)
+        think = ollama_think(body)
 
         def build(model: LoadedModel) -> list[int]:
+            check_think(model.tokenizer, think, model_name)
             chat, tools = prompt_with_tools(model.tokenizer, messages, tool_request, model_name)
-            return encode_chat(model.tokenizer, chat, tools)
+            return encode_chat(model.tokenizer, chat, tools, think)
 
         lease = await self._start(model_name, build, options, keep_alive, "messages")
-        scanner = scanner_for(lease.model.tokenizer, tool_request)
+        splitter = answer_splitter(
+            lease.model.tokenizer, lease.generation.prompt_token_ids, tool_request, think
+        )
         return await self._respond(
-            request, lease, model_name, stream, chat=True, raw=False, scanner=scanner
+            request, lease, model_name, stream, chat=True, raw=False, splitter=splitter
         )
 
     async def embed(self, request: Request) -> Response:
@@ -311,18 +327,13 @@ class OllamaRoutes:
         self,
         lease: Lease,
         model_name: str,
-        text: str,
+        parts: Parts,
         *,
         chat: bool,
         raw: bool,
-        calls: list[ToolCall] | None = None,
     ) -> dict[str, Any]:
         stats = lease.generation.stats
-        payload: dict[str, Any] = {"model": model_name, "created_at": _now()}
-        if chat:
-            payload["message"] = _message(text, calls)
-        else:
-            payload["response"] = text
+        payload = _part(model_name, parts, chat=chat)
         payload.update(
             {
                 "done": True,
@@ -352,11 +363,11 @@ class OllamaRoutes:
         *,
         chat: bool,
         raw: bool,
-        scanner: ToolCallScanner | None = None,
+        splitter: AnswerSplitter | None = None,
     ) -> Response:
         if stream:
             return ClosingStream(
-                self._stream(lease, model_name, chat=chat, raw=raw, scanner=scanner),
+                self._stream(lease, model_name, chat=chat, raw=raw, splitter=splitter),
                 on_close=lease.close,
                 media_type="application/x-ndjson",
             )
@@ -366,12 +377,8 @@ class OllamaRoutes:
             return Response(status_code=499)
         finally:
             lease.release()
-        calls: list[ToolCall] = []
-        if scanner is not None:
-            shown, calls = scanner.feed(text)
-            rest, more = scanner.finish()
-            text, calls = shown + rest, calls + more
-        return JSONResponse(self._final(lease, model_name, text, chat=chat, raw=raw, calls=calls))
+        parts = splitter.all_of(text) if splitter is not None else Parts(text)
+        return JSONResponse(self._final(lease, model_name, parts, chat=chat, raw=raw))
 
     async def _stream(
         self,
@@ -380,29 +387,25 @@ class OllamaRoutes:
         *,
         chat: bool,
         raw: bool,
-        scanner: ToolCallScanner | None = None,
+        splitter: AnswerSplitter | None = None,
     ) -> AsyncIterator[str]:
         """Frame pieces as NDJSON; report a mid-stream failure as a final error object."""
 
-        def part(text: str, calls: list[ToolCall]) -> str:
-            payload: dict[str, Any] = {"model": model_name, "created_at": _now()}
-            if chat:
-                payload["message"] = _message(text, calls)
-            else:
-                payload["response"] = text
+        def part(parts: Parts) -> str:
+            payload = _part(model_name, parts, chat=chat)
             payload["done"] = False
             _add_logprobs(payload, lease)
             return _ndjson(payload)
 
         try:
             async for piece in lease.generation.pieces():
-                if scanner is None:
-                    yield part(piece, [])
-                elif (found := scanner.feed(piece)) != ("", []):
-                    yield part(*found)
-            if scanner is not None and (found := scanner.finish()) != ("", []):
-                yield part(*found)
-            yield _ndjson(self._final(lease, model_name, "", chat=chat, raw=raw))
+                if splitter is None:
+                    yield part(Parts(piece))
+                elif parts := splitter.feed(piece):
+                    yield part(parts)
+            if splitter is not None and (parts := splitter.finish()):
+                yield part(parts)
+            yield _ndjson(self._final(lease, model_name, Parts(), chat=chat, raw=raw))
         except APIError as exc:
             # Headers are sent already; Ollama reports stream errors as {"error": ...} lines.
             yield _ndjson({"error": exc.message})
@@ -417,12 +420,27 @@ def _add_logprobs(payload: dict[str, Any], lease: Lease) -> None:
         payload["logprobs"] = logprobs.ollama(lease.model.tokenizer, entries)
 
 
-def _message(text: str, calls: list[ToolCall] | None) -> dict[str, Any]:
-    """An assistant message in Ollama's shape: tool calls with object arguments."""
-    message: dict[str, Any] = {"role": "assistant", "content": text}
-    if calls:
-        message["tool_calls"] = [call.ollama() for call in calls]
-    return message
+def _part(model_name: str, parts: Parts, *, chat: bool) -> dict[str, Any]:
+    """A chunk's or answer's head: `message` (chat) or `response` and `thinking` (generate)."""
+    payload: dict[str, Any] = {"model": model_name, "created_at": _now()}
+    if chat:
+        payload["message"] = message(parts)
+    else:
+        payload["response"] = parts.content
+        if parts.thinking:
+            payload["thinking"] = parts.thinking
+    return payload
+
+
+def message(parts: Parts) -> dict[str, Any]:
+    """An assistant message in Ollama's shape: thinking apart, tool calls with object
+    arguments."""
+    shaped: dict[str, Any] = {"role": "assistant", "content": parts.content}
+    if parts.thinking:
+        shaped["thinking"] = parts.thinking
+    if parts.calls:
+        shaped["tool_calls"] = [call.ollama() for call in parts.calls]
+    return shaped
 
 
 def encode_text_no_special(tokenizer: Any, tokens: list[int]) -> list[int]:

@@ -18,19 +18,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import embeddings, logprobs, params
+from .answer import AnswerSplitter, Parts, answer_splitter
+from .capabilities import capabilities_of
 from .errors import APIError, ClientGone, InvalidRequest
 from .prompts import encode_chat, encode_text, validate_messages
 from .provider import LoadedModel, ModelProvider
 from .session import Lease, embed_inputs, start_generation, unless_disconnected
 from .structured import openai_response_format
-from .tools import (
-    ToolCall,
-    ToolCallScanner,
-    openai_call_deltas,
-    parse_tools,
-    prompt_with_tools,
-    scanner_for,
-)
+from .tools import openai_call_deltas, parse_tools, prompt_with_tools
 from .wire import (
     ClosingStream,
     optional_bool,
@@ -122,18 +117,25 @@ class OpenAIRoutes:
             Route("/v1/embeddings", self.embeddings, methods=["POST"]),
         ]
 
-    def _model_card(self, name: str) -> dict[str, Any]:
-        created = int(self.provider.catalog.resolve(name).modified_at)
-        return {"id": name, "object": "model", "created": created, "owned_by": "mlx"}
+    async def _model_card(self, name: str) -> dict[str, Any]:
+        entry = self.provider.catalog.resolve(name)
+        return {
+            "id": name,
+            "object": "model",
+            "created": int(entry.modified_at),
+            "owned_by": "mlx",
+            # Not an OpenAI field: Ollama's list (/api/show), so clients can tell before sending.
+            "capabilities": await capabilities_of(self.provider, entry),
+        }
 
     async def list_models(self, request: Request) -> Response:
         """List every servable model, aliases included."""
-        data = [self._model_card(name) for name in self.provider.catalog.names()]
+        data = [await self._model_card(name) for name in self.provider.catalog.names()]
         return JSONResponse({"object": "list", "data": data})
 
     async def get_model(self, request: Request) -> Response:
         """Describe one model."""
-        return JSONResponse(self._model_card(request.path_params["model_id"]))
+        return JSONResponse(await self._model_card(request.path_params["model_id"]))
 
     async def completions(self, request: Request) -> Response:
         """Complete a raw prompt."""
@@ -178,9 +180,11 @@ class OpenAIRoutes:
             return encode_chat(model.tokenizer, chat, tools)
 
         lease = await self._start(model_name, build, options, "messages", body)
-        scanner = scanner_for(lease.model.tokenizer, tool_request)
+        splitter = answer_splitter(
+            lease.model.tokenizer, lease.generation.prompt_token_ids, tool_request, None
+        )
         return await self._respond(
-            request, lease, model_name, body, stream, chat=True, scanner=scanner
+            request, lease, model_name, body, stream, chat=True, splitter=splitter
         )
 
     async def embeddings(self, request: Request) -> Response:
@@ -228,13 +232,13 @@ class OpenAIRoutes:
         stream: bool,
         *,
         chat: bool,
-        scanner: ToolCallScanner | None = None,
+        splitter: AnswerSplitter | None = None,
     ) -> Response:
         ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
         created = int(time.time())
         if stream:
             include_usage = bool(optional_dict(body, "stream_options").get("include_usage"))
-            events = self._stream(lease, ident, created, model_name, chat, include_usage, scanner)
+            events = self._stream(lease, ident, created, model_name, chat, include_usage, splitter)
             return ClosingStream(
                 events,
                 on_close=lease.close,
@@ -250,13 +254,14 @@ class OpenAIRoutes:
         finish = lease.generation.stats.finish_reason
         if chat:
             message: dict[str, Any] = {"role": "assistant", "content": text}
-            if scanner is not None:
-                shown, calls = scanner.feed(text)
-                rest, more = scanner.finish()
-                calls += more
-                message["content"] = (shown + rest) or (None if calls else "")
-                if calls:
-                    message["tool_calls"] = [call.openai() for call in calls]
+            if splitter is not None:
+                parts = splitter.all_of(text)
+                message["content"] = parts.content or (None if parts.calls else "")
+                if parts.thinking:
+                    # The field OpenAI-compatible reasoning servers use (vLLM, DeepSeek).
+                    message["reasoning_content"] = parts.thinking
+                if parts.calls:
+                    message["tool_calls"] = [call.openai() for call in parts.calls]
                     finish = "tool_calls"
             choice: dict[str, Any] = {
                 "index": 0,
@@ -290,7 +295,7 @@ class OpenAIRoutes:
         model_name: str,
         chat: bool,
         include_usage: bool,
-        scanner: ToolCallScanner | None,
+        splitter: AnswerSplitter | None,
     ) -> AsyncIterator[str]:
         """Frame text pieces as SSE chunks; always release the model at the end."""
         kind = "chat.completion.chunk" if chat else "text_completion"
@@ -302,12 +307,15 @@ class OpenAIRoutes:
             first: bool = False,
             tool_calls: list[dict[str, Any]] | None = None,
             with_logprobs: bool = False,
+            reasoning: str | None = None,
         ) -> dict[str, Any]:
             nonlocal offset
             if chat:
                 delta: dict[str, Any] = {}
                 if first:
                     delta["role"] = "assistant"
+                if reasoning:
+                    delta["reasoning_content"] = reasoning
                 if text is not None:
                     delta["content"] = text
                 if tool_calls:
@@ -332,23 +340,25 @@ class OpenAIRoutes:
                 yield _sse(chunk("", None, first=True))
             calls = 0
 
-            def framed(shown: str, found: list[ToolCall]) -> Iterator[str]:
+            def framed(parts: Parts) -> Iterator[str]:
                 nonlocal calls
-                if shown:
-                    yield _sse(chunk(shown, None))
-                for call in found:
+                if parts.thinking:
+                    yield _sse(chunk(None, None, reasoning=parts.thinking))
+                if parts.content:
+                    yield _sse(chunk(parts.content, None, with_logprobs=True))
+                for call in parts.calls:
                     for delta in openai_call_deltas(calls, call):
                         yield _sse(chunk(None, None, tool_calls=[delta]))
                     calls += 1
 
             async for piece in lease.generation.pieces():
-                if scanner is None:
+                if splitter is None:
                     yield _sse(chunk(piece, None, with_logprobs=True))
                 else:
-                    for event in framed(*scanner.feed(piece)):
+                    for event in framed(splitter.feed(piece)):
                         yield event
-            if scanner is not None:
-                for event in framed(*scanner.finish()):
+            if splitter is not None:
+                for event in framed(splitter.finish()):
                     yield event
             finish = "tool_calls" if calls else lease.generation.stats.finish_reason
             yield _sse(chunk(None if chat else "", finish, with_logprobs=True))

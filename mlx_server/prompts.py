@@ -64,12 +64,19 @@ def validate_messages(value: Any, param: str = "messages") -> list[dict[str, Any
 
 
 def encode_chat(
-    tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None = None,
+    think: bool | None = None,
 ) -> list[int]:
-    """Render messages (and tools, if any) with the model's chat template and encode them."""
+    """Render messages (and tools, if any) with the model's chat template and encode them.
+
+    `think=False` asks a thinking model's template not to think (Qwen3's `enable_thinking`).
+    """
     if getattr(tokenizer, "chat_template", None):
+        extra = {"enable_thinking": False} if think is False else {}
         rendered = tokenizer.apply_chat_template(
-            messages, tools=tools or None, tokenize=False, add_generation_prompt=True
+            messages, tools=tools or None, tokenize=False, add_generation_prompt=True, **extra
         )
         # The template writes BOS itself; adding special tokens again would double it.
         tokens: list[int] = tokenizer.encode(rendered, add_special_tokens=False)

@@ -17,7 +17,8 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessage, ChatCompletionMessageFunctionToolCall
 
-from mlx_server.ollama_routes import _message
+from mlx_server.answer import Parts
+from mlx_server.ollama_routes import message
 from mlx_server.tools import ToolCallScanner
 
 from .conftest import MODEL_NAME, ServerProcess, start_server
@@ -211,13 +212,13 @@ def test_ollama_tool_calls_carry_object_arguments() -> None:
     shown, calls = scanner.feed("Let me check.<tool_c")
     assert shown == "Let me check." and calls == []
     shown, calls = scanner.feed('all>{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>')
-    message = _message(shown, calls)
-    assert message == {
+    shaped = message(Parts(shown, "", calls))
+    assert shaped == {
         "role": "assistant",
         "content": "",
         "tool_calls": [{"function": {"name": "add", "arguments": {"a": 1, "b": 2}}}],
     }
-    ollama.Message.model_validate(message)  # the official client reads it
+    ollama.Message.model_validate(shaped)  # the official client reads it
 
 
 @pytest.fixture
