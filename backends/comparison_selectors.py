@@ -119,6 +119,12 @@ class TargetSummary:
         return f"{t.backend_type} {t.endpoint_url} ({t.upstream_model})"
 
     @property
+    def short_label(self) -> str:
+        """Kind and host:port, for a chart's row."""
+        t = self.target
+        return f"{t.backend_type} {t.endpoint_url.split('://', 1)[-1]}"
+
+    @property
     def measured(self) -> bool:
         return self.ok > 0
 
