@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from backends.comparison_selectors import headline, run_summary
 from backends.comparisons import (
@@ -14,6 +16,7 @@ from backends.comparisons import (
     ComparisonInProgress,
     comparison_run,
     comparison_start,
+    comparisons_expire_stale,
 )
 from backends.models import ComparisonRun, ComparisonStatus
 from tests.backends.comparison_targets import SLOW_CHUNK, SLOW_DELAY, calls_of, mlx_counts
@@ -120,3 +123,41 @@ def test_a_second_run_of_the_same_model_is_refused_while_one_is_in_progress(comp
     comparison_start(model_name="tiny-slow")  # another model is fine
     ComparisonRun.objects.filter(pk=first.pk).update(status=ComparisonStatus.DONE)
     comparison_start(model_name="tiny")  # and so is the same model once the first ended
+
+
+def test_a_run_no_worker_took_in_time_no_longer_blocks_the_next(compared):
+    stale = comparison_start(model_name="tiny", max_seconds=10)
+    ComparisonRun.objects.filter(pk=stale.pk).update(created_at=timezone.now() - timedelta(seconds=11))  # fmt: skip
+
+    fresh = comparison_start(model_name="tiny")
+
+    stale.refresh_from_db()
+    assert stale.status == ComparisonStatus.FAILED
+    assert stale.detail == "No worker took the run in time."
+    assert fresh.status == ComparisonStatus.QUEUED
+    assert comparison_run(run_id=stale.pk) == ComparisonStatus.FAILED  # a late worker: nothing
+
+
+def test_a_run_whose_worker_died_is_marked_failed(compared):
+    lost = comparison_start(model_name="tiny", max_seconds=10)
+    long_ago = timezone.now() - timedelta(seconds=10 + 121)
+    ComparisonRun.objects.filter(pk=lost.pk).update(status="running", started_at=long_ago)
+
+    assert comparisons_expire_stale() == 1
+    lost.refresh_from_db()
+    assert (lost.status, lost.detail) == (ComparisonStatus.FAILED, "The worker stopped.")
+
+
+def test_an_unreachable_task_queue_fails_the_run_instead_of_leaving_it_queued(compared):
+    from athena_admin.celery import app
+    from tests.backends.celery_workers import REDIS_URL, use_broker
+    from tests.upstreams.fixtures import free_port
+
+    use_broker(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        run = comparison_start(model_name="tiny")
+    finally:
+        use_broker(REDIS_URL)
+    run.refresh_from_db()
+    assert (run.status, run.detail) == (ComparisonStatus.FAILED, "Could not reach the task queue.")
+    assert app.conf.broker_url == REDIS_URL
