@@ -122,13 +122,17 @@ def _charts(summary: RunSummary) -> list[Any]:
 
 @admin.register(ComparisonRun)
 class ComparisonRunAdmin(admin.ModelAdmin):
-    list_display = ["model_name", "status", "created_at", "created_by", "repetitions", "headline"]
+    list_display = ["model_name", "status", "created_at", "created_by", "repetitions", "result"]
     list_display_links = ["model_name"]
     list_filter = ["status"]
     search_fields = ["model_name"]
     list_select_related = ["created_by"]
     list_per_page = 50
     change_list_template = "admin/backends/comparisonrun/change_list.html"
+
+    @admin.display(description="result")
+    def result(self, run: ComparisonRun) -> str:
+        return run.headline or run.detail
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(VIEW)
@@ -158,6 +162,7 @@ class ComparisonRunAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
         context = {
+            "title": "Backend comparisons",
             **(extra_context or {}),
             "can_operate": request.user.has_perm(OPERATE),
             "model_names": LLMBackend.objects.values_list("model_name", flat=True),

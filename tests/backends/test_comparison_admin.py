@@ -155,6 +155,8 @@ def test_the_result_page_shows_targets_side_by_side_with_every_call_drawn(
     assert charts.count('class="median"') == 3 * 2
     assert charts.count("no answer") == 3  # the dead target, once per chart
     assert f'href="{RUNS}{earlier.pk}/change/"' in page  # earlier runs, for comparison
+    listing = _client(operator).get(RUNS).content.decode().replace("&#x27;", "'")
+    assert run.headline in listing and earlier.headline in listing
 
 
 def test_a_chart_draws_a_single_sample_as_a_point() -> None:
