@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -30,6 +31,7 @@ from backends.comparison_selectors import headline, run_summary, targets_to_comp
 from backends.models import (
     ACTIVE_COMPARISON,
     ComparisonCall,
+    ComparisonLock,
     ComparisonRun,
     ComparisonStatus,
     ComparisonTarget,
@@ -38,6 +40,7 @@ from backends.models import (
 from routing import GenerationRequest, Target
 
 __all__ = [
+    "BUSY",
     "PROMPT_SET",
     "ComparisonInProgress",
     "comparison_cancel",
@@ -278,19 +281,71 @@ def _still_running(run_id: int) -> bool:
     return ComparisonRun.objects.filter(pk=run_id, status=ComparisonStatus.RUNNING).exists()
 
 
+BUSY = "busy"  # comparison_run's answer when another run is measuring one of its servers
+
+
+def _server(endpoint_url: str) -> str:
+    parts = urlsplit(endpoint_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+def _take_servers(run: ComparisonRun) -> bool:
+    """Claim every server the run measures, all or none; False when another run holds one.
+
+    Why per server and not per target: two entries (two models) on one Ollama share its GPU,
+    and runs of two models may share a target. A claim whose run has ended (its worker died
+    and the run was marked failed) is free again.
+    """
+    servers = sorted({_server(url) for url in run.targets.values_list("endpoint_url", flat=True)})
+    comparisons_expire_stale()
+    with transaction.atomic():
+        ComparisonLock.objects.filter(endpoint__in=servers).exclude(
+            run__status__in=ACTIVE_COMPARISON
+        ).delete()
+        try:
+            with transaction.atomic():
+                ComparisonLock.objects.bulk_create(
+                    ComparisonLock(endpoint=server, run=run) for server in servers
+                )
+        except IntegrityError:
+            return False
+    return True
+
+
+def _status_of(run_id: int) -> str:
+    return ComparisonRun.objects.filter(pk=run_id).values_list("status", flat=True).first() or ""
+
+
 def comparison_run(*, run_id: int) -> str:
     """Run a queued comparison to its end, its time limit or its cancellation; return its status.
 
-    Safe to call twice: only the call that moves the run from queued to running does anything.
+    Returns BUSY, sending nothing, while another run measures one of its servers (the task
+    tries again a little later). Safe to call twice: only the call that moves the run from
+    queued to running does anything.
     """
-    started = ComparisonRun.objects.filter(pk=run_id, status=ComparisonStatus.QUEUED).update(
-        status=ComparisonStatus.RUNNING, started_at=timezone.now()
-    )
-    if not started:
-        return (
-            ComparisonRun.objects.filter(pk=run_id).values_list("status", flat=True).first() or ""
+    run = ComparisonRun.objects.filter(pk=run_id, status=ComparisonStatus.QUEUED).first()
+    if run is None:
+        return _status_of(run_id)
+    if not _take_servers(run):
+        if run.created_at + timedelta(seconds=run.max_seconds) < timezone.now():
+            why = "Its servers were busy with another comparison for too long."
+            _end(run_id, ComparisonStatus.FAILED, why, only=[ComparisonStatus.QUEUED])
+            return _status_of(run_id)
+        return BUSY
+    try:
+        started = ComparisonRun.objects.filter(pk=run_id, status=ComparisonStatus.QUEUED).update(
+            status=ComparisonStatus.RUNNING, started_at=timezone.now()
         )
-    run = ComparisonRun.objects.get(pk=run_id)
+        if not started:  # cancelled meanwhile
+            return _status_of(run_id)
+        return _run_claimed(ComparisonRun.objects.get(pk=run_id))
+    finally:
+        ComparisonLock.objects.filter(run_id=run_id).delete()
+
+
+def _run_claimed(run: ComparisonRun) -> str:
+    run_id = run.pk
     try:
         status, detail = _measure(run)
     except BaseException as exc:  # a bug, or Celery's soft time limit: say so on the run
@@ -322,9 +377,10 @@ def _measure(run: ComparisonRun) -> tuple[str, str]:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                # Each call waits at most the entry's usual timeout between bytes.
+                # Between bytes a call waits the entry's own timeout (a stall is the target's
+                # error); the run's remaining time bounds the whole call (a cut is not).
                 entry_timeout = step.target.entry.timeout_seconds if step.target.entry else 60
-                target = _routing_target(step.target, timeout=min(entry_timeout, remaining))
+                target = _routing_target(step.target, timeout=entry_timeout)
                 when = timezone.now()
                 timing = loop.run(session.time_call(target, _request(run, step), limit=remaining))
                 if timing is None:

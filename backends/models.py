@@ -387,3 +387,11 @@ class ComparisonCall(models.Model):
     @property
     def warmup(self) -> bool:
         return self.repetition == 0
+
+
+class ComparisonLock(models.Model):
+    """A backend server a comparison run is measuring: one run per server at a time."""
+
+    endpoint = models.CharField(max_length=300, unique=True)  # scheme://host:port
+    run = models.ForeignKey(ComparisonRun, on_delete=models.CASCADE, related_name="+")
+    taken_at = models.DateTimeField(auto_now_add=True)

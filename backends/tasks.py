@@ -89,7 +89,13 @@ def prune() -> tuple[int, int]:
     soft_time_limit=3630,
     time_limit=3660,
     ignore_result=True,
+    bind=True,
 )
-def compare_backends(run_id: int) -> str:
+def compare_backends(self: Any, run_id: int) -> str:
     """Run one backend comparison (backends/comparisons.py) to its end, limit or cancel."""
-    return comparisons.comparison_run(run_id=run_id)
+    status = comparisons.comparison_run(run_id=run_id)
+    if status == comparisons.BUSY:
+        # Another run is measuring one of its servers: wait for it without holding a worker.
+        # The run fails by itself once it has waited its own max_seconds.
+        raise self.retry(countdown=5, max_retries=None)
+    return status

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.utils import timezone
 
 from backends.comparison_selectors import headline, run_summary
 from backends.comparisons import (
+    BUSY,
     CASES,
     PROMPT_SET,
     ComparisonInProgress,
@@ -18,7 +21,8 @@ from backends.comparisons import (
     comparison_start,
     comparisons_expire_stale,
 )
-from backends.models import ComparisonRun, ComparisonStatus
+from backends.models import ComparisonCall, ComparisonRun, ComparisonStatus
+from tests.backends.celery_workers import wait_until
 from tests.backends.comparison_targets import SLOW_CHUNK, SLOW_DELAY, calls_of, mlx_counts
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("comparison_queue")]
@@ -161,3 +165,27 @@ def test_an_unreachable_task_queue_fails_the_run_instead_of_leaving_it_queued(co
     run.refresh_from_db()
     assert (run.status, run.detail) == (ComparisonStatus.FAILED, "Could not reach the task queue.")
     assert app.conf.broker_url == REDIS_URL
+
+
+def test_a_run_waits_while_another_measures_one_of_its_servers(compared, slow_upstream):
+    slow_upstream.delay = 0.3
+    first = comparison_start(model_name="tiny-slow", repetitions=1)
+    second = comparison_start(model_name="tiny", repetitions=1)  # the same three servers
+
+    def run_first() -> None:
+        try:
+            comparison_run(run_id=first.pk)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run_first)
+    thread.start()
+    try:
+        wait_until(lambda: ComparisonCall.objects.filter(target__run=first).exists())
+        assert comparison_run(run_id=second.pk) == BUSY
+        assert not ComparisonCall.objects.filter(target__run=second).exists()
+        assert ComparisonRun.objects.get(pk=second.pk).status == ComparisonStatus.QUEUED
+    finally:
+        thread.join(timeout=60)
+    assert ComparisonRun.objects.get(pk=first.pk).status == ComparisonStatus.DONE
+    assert comparison_run(run_id=second.pk) == ComparisonStatus.DONE  # free again

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ from celery.contrib.testing.worker import start_worker
 from django.db import connection
 
 from athena_admin.celery import app
+from backends import comparisons
 from backends.models import ComparisonCall, ComparisonRun, ComparisonStatus
 from tests.backends.celery_workers import wait_until
 
@@ -74,3 +76,21 @@ def test_cancel_stops_a_running_run_between_calls(
 
 def slow_upstream_url(compared: dict[str, Any]) -> str:
     return str(compared["slow"].endpoint_url)
+
+
+def test_a_run_whose_servers_are_busy_waits_for_them_on_the_worker(
+    api_as: Any, operator: Any, compared: dict[str, Any], worker: None
+) -> None:
+    # Another worker's run is measuring the same servers.
+    holder = comparisons.comparison_start(model_name="tiny-slow", repetitions=1)
+    assert comparisons._take_servers(holder)
+    ComparisonRun.objects.filter(pk=holder.pk).update(status=ComparisonStatus.RUNNING)
+
+    client = api_as(operator)
+    run_id = client.post("/api/comparisons", {"model_name": "tiny", "repetitions": 1}, format="json").json()["id"]  # fmt: skip
+    time.sleep(2)  # the worker has taken the task and put it back for later
+    assert _status(run_id) == ComparisonStatus.QUEUED
+    assert not ComparisonCall.objects.filter(target__run_id=run_id).exists()
+
+    ComparisonRun.objects.filter(pk=holder.pk).update(status=ComparisonStatus.DONE)
+    wait_until(lambda: _status(run_id) == ComparisonStatus.DONE, timeout=120)
