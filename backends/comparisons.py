@@ -27,6 +27,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from backends.comparison_calls import CallSession, CallTiming
+from backends.comparison_prompts import CASES, PROMPT_SET, PromptCase, prompt_request
 from backends.comparison_selectors import headline, run_summary, targets_to_compare
 from backends.models import (
     ACTIVE_COMPARISON,
@@ -37,10 +38,11 @@ from backends.models import (
     ComparisonTarget,
     LLMBackend,
 )
-from routing import GenerationRequest, Target
+from routing import Target
 
 __all__ = [
     "BUSY",
+    "CASES",
     "PROMPT_SET",
     "ComparisonInProgress",
     "comparison_cancel",
@@ -55,33 +57,6 @@ MIN_SECONDS = 10
 # How long past its time limit a running run may go unfinished before it counts as lost (its
 # worker died): the task's hard time limit plus a margin.
 _LOST_AFTER = timedelta(seconds=120)
-
-_STORY = (
-    "The lighthouse stood on a rock at the edge of the bay. Every evening its keeper climbed "
-    "the hundred and twelve steps, trimmed the wick, wound the clockwork that turned the lens "
-    "and wrote the weather in the log: wind, swell, visibility, and the ships that passed. "
-)
-# About 2,400 characters: roughly 600 tokens for common tokenizers, small enough for a
-# 2,048-token context together with the long answer.
-_LONG_TEXT = "".join(f"Entry {i}. {_STORY}" for i in range(1, 12))
-
-
-@dataclass(frozen=True, slots=True)
-class PromptCase:
-    """One prompt of the standard set; every target gets the same ones, streamed."""
-
-    name: str
-    prompt: str
-    max_tokens: int
-
-
-PROMPT_SET: tuple[PromptCase, ...] = (
-    PromptCase("short prompt, short answer", "Name three colours of the sea.", 16),
-    PromptCase("short prompt, long answer", "Tell a long story about a lighthouse keeper.", 200),
-    PromptCase("long prompt, short answer", f"{_LONG_TEXT}\nIn one sentence: what is this?", 16),
-    PromptCase("long prompt, long answer", f"{_LONG_TEXT}\nContinue the log for a week.", 200),
-)
-CASES = [case.name for case in PROMPT_SET]
 
 
 class ComparisonInProgress(Exception):
@@ -231,20 +206,10 @@ def _plan(targets: list[ComparisonTarget], repetitions: int) -> Iterator[_Step]:
                 yield _Step(target, case, repetition)
 
 
-def _request(run: ComparisonRun, step: _Step) -> GenerationRequest:
-    # A prefix unique to the call: no target may answer from a cached prompt prefix (the MLX
-    # server and Ollama both reuse one), which would measure its cache instead of its prefill.
+def _tag(run: ComparisonRun, step: _Step) -> str:
     case = PROMPT_SET.index(step.case)
-    nonce = (
+    return (
         f"[run {run.pk}, repetition {step.repetition}, case {case}, target {step.target.position}]"
-    )
-    return GenerationRequest.build(
-        model=run.model_name,
-        messages=[{"role": "user", "content": f"{nonce} {step.case.prompt}"}],
-        temperature=0.0,
-        max_tokens=step.case.max_tokens,
-        seed=0,
-        stream=True,
     )
 
 
@@ -382,7 +347,8 @@ def _measure(run: ComparisonRun) -> tuple[str, str]:
                 entry_timeout = step.target.entry.timeout_seconds if step.target.entry else 60
                 target = _routing_target(step.target, timeout=entry_timeout)
                 when = timezone.now()
-                timing = loop.run(session.time_call(target, _request(run, step), limit=remaining))
+                request = prompt_request(step.case, model=run.model_name, tag=_tag(run, step))
+                timing = loop.run(session.time_call(target, request, limit=remaining))
                 if timing is None:
                     break  # the time limit cut the call: not a measurement, not stored
                 _save_call(step, when, timing)
