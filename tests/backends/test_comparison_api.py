@@ -7,6 +7,11 @@ from typing import Any
 import pytest
 import redis
 
+from backends.api.comparisons import (
+    ComparisonRunSerializer,
+    SpreadSerializer,
+    TargetResultSerializer,
+)
 from backends.comparisons import comparison_run
 from backends.models import ComparisonRun, ComparisonStatus
 from tests.backends.celery_workers import REDIS_URL
@@ -118,3 +123,14 @@ def test_cancel_ends_a_queued_run_so_the_task_sends_nothing(
 def test_an_unknown_run_is_a_404(api_as: Any, operator: Any) -> None:
     assert api_as(operator).get("/api/comparisons/999999").status_code == 404
     assert api_as(operator).post("/api/comparisons/999999/cancel").status_code == 404
+
+
+def test_a_run_body_has_exactly_the_documented_fields(
+    api_as: Any, operator: Any, entries: None
+) -> None:
+    client = api_as(operator)
+    run_id = client.post("/api/comparisons", {"model_name": "tiny"}, format="json").json()["id"]
+    body = client.get(f"/api/comparisons/{run_id}").json()
+    assert set(body) == set(ComparisonRunSerializer().fields)
+    assert set(body["targets"][0]) == set(TargetResultSerializer().fields)
+    assert set(body["targets"][0]["ttft_ms"]) == set(SpreadSerializer().fields)
