@@ -92,31 +92,24 @@ def _case_rows(summary: RunSummary, columns: list[dict[str, Any]]) -> list[Any]:
     ]
 
 
+_CHARTS = (
+    ("decode_tokens_per_sec", "Decode speed, higher is faster", "tokens/s"),
+    ("ttft_ms", "Time to first token, lower is faster", "ms"),
+    ("latency_ms", "End-to-end latency, lower is faster", "ms"),
+)
+
+
 def _charts(summary: RunSummary) -> list[Any]:
-    best = next(
-        (i for i, s in enumerate(summary.targets) if summary.fastest and s is summary.fastest),
-        None,
-    )
-    rows = [(s.short_label, s) for s in summary.targets]
+    """One dot plot per figure, a row per target, the fastest's row in green."""
+    best = next((i for i, s in enumerate(summary.targets) if s is summary.fastest), None)
     return [
         dot_plot(
-            [(label, s.decode_tokens_per_sec) for label, s in rows],
-            title="Decode speed, higher is faster",
-            unit="tokens/s",
+            [(s.short_label, getattr(s, figure)) for s in summary.targets],
+            title=title,
+            unit=unit,
             best=best,
-        ),  # fmt: skip
-        dot_plot(
-            [(label, s.ttft_ms) for label, s in rows],
-            title="Time to first token, lower is faster",
-            unit="ms",
-            best=best,
-        ),  # fmt: skip
-        dot_plot(
-            [(label, s.latency_ms) for label, s in rows],
-            title="End-to-end latency, lower is faster",
-            unit="ms",
-            best=best,
-        ),  # fmt: skip
+        )
+        for figure, title, unit in _CHARTS
     ]
 
 
@@ -154,9 +147,7 @@ class ComparisonRunAdmin(admin.ModelAdmin):
         view = self.admin_site.admin_view
         return [
             path("start/", view(start_view), name="backends_comparisonrun_start"),
-            path(
-                "<int:run_id>/cancel/", view(cancel_view), name="backends_comparisonrun_cancel"
-            ),  # fmt: skip
+            path("<int:run_id>/cancel/", view(cancel_view), name="backends_comparisonrun_cancel"),
             *super().get_urls(),
         ]
 

@@ -88,7 +88,9 @@ def comparison_start(
     reps = settings.ATHENA_COMPARISON_REPETITIONS if repetitions is None else repetitions
     _check_range("repetitions", reps, 1, settings.ATHENA_COMPARISON_MAX_REPETITIONS)
     limit = settings.ATHENA_COMPARISON_MAX_SECONDS
-    seconds = _check_range("max_seconds", limit if max_seconds is None else max_seconds, MIN_SECONDS, limit)  # fmt: skip
+    seconds = _check_range(
+        "max_seconds", limit if max_seconds is None else max_seconds, MIN_SECONDS, limit
+    )
     entry = LLMBackend.objects.filter(model_name=model_name).first()
     if entry is None:
         raise ValidationError({"model_name": f"No backend configured for model '{model_name}'."})
@@ -140,7 +142,12 @@ def _enqueue(run: ComparisonRun) -> None:
         )
     except Exception:  # the broker is unreachable: say so on the run instead of hanging
         logger.exception("comparison %s: could not enqueue", run.pk)
-        _end(run.pk, ComparisonStatus.FAILED, "Could not reach the task queue.", only=[ComparisonStatus.QUEUED])  # fmt: skip
+        _end(
+            run.pk,
+            ComparisonStatus.FAILED,
+            "Could not reach the task queue.",
+            only=[ComparisonStatus.QUEUED],
+        )
 
 
 def comparisons_expire_stale(*, model_name: str | None = None) -> int:
@@ -314,7 +321,12 @@ def _run_claimed(run: ComparisonRun) -> str:
     try:
         status, detail = _measure(run)
     except BaseException as exc:  # a bug, or Celery's soft time limit: say so on the run
-        _end(run_id, ComparisonStatus.FAILED, f"Stopped: {type(exc).__name__}.", only=[ComparisonStatus.RUNNING])  # fmt: skip
+        _end(
+            run_id,
+            ComparisonStatus.FAILED,
+            f"Stopped: {type(exc).__name__}.",
+            only=[ComparisonStatus.RUNNING],
+        )
         raise
     # A cancel that landed during the last call wins: only a running run is ended here.
     _end(run_id, status, detail, only=[ComparisonStatus.RUNNING])
