@@ -58,13 +58,16 @@ def compared(
 
 
 def mlx_counts(server: ServerProcess) -> dict[str, float]:
-    """The MLX server's own count of chat calls and tokens generated, from its /metrics."""
+    """The MLX server's own count of chat calls, their seconds and tokens, from its /metrics."""
     with server.client() as client:
         samples = parse(client.get("/metrics").text)
     chat = (("endpoint", "/v1/chat/completions"), ("status_class", "2xx"))
     return {
         "requests": samples.get(("mlx_requests_total", chat), 0.0),
         "tokens": samples.get(("mlx_tokens_generated_total", (("model", UPSTREAM),)), 0.0),
+        "seconds": samples.get(
+            ("mlx_request_duration_seconds_sum", (("endpoint", "/v1/chat/completions"),)), 0.0
+        ),
     }
 
 
