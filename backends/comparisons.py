@@ -5,9 +5,10 @@ Celery task once the transaction commits. The task calls `comparison_run`, which
 call (backends/comparison_calls.py) and stores it. `comparison_cancel` is a conditional
 UPDATE of the status; the running task reads the status before every call.
 
-It never disturbs production: calls go one at a time (so at most one per target, and two
-targets on one machine never compete for its GPU), every run has a time limit it stops at,
-and nothing is reported as a request sample, so the dashboards are untouched.
+It never disturbs production: one run at a time on the site and one call at a time in a run
+(so at most one per target, and two targets on one machine never compete for its GPU),
+every run has a time limit it stops at, and nothing is reported as a request sample, so the
+dashboards are untouched.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -253,33 +253,26 @@ def _still_running(run_id: int) -> bool:
     return ComparisonRun.objects.filter(pk=run_id, status=ComparisonStatus.RUNNING).exists()
 
 
-BUSY = "busy"  # comparison_run's answer when another run is measuring one of its servers
+BUSY = "busy"  # comparison_run's answer while another run holds the comparison slot
+_SLOT = "comparisons"
 
 
-def _server(endpoint_url: str) -> str:
-    parts = urlsplit(endpoint_url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+def _claim_slot(run: ComparisonRun) -> bool:
+    """Claim the site's one comparison slot for the run; False while another run holds it.
 
-
-def _take_servers(run: ComparisonRun) -> bool:
-    """Claim every server the run measures, all or none; False when another run holds one.
-
-    Why per server and not per target: two entries (two models) on one Ollama share its GPU,
-    and runs of two models may share a target. A claim whose run has ended (its worker died
-    and the run was marked failed) is free again.
+    Why one run at a time on the whole site: a run then occupies at most one worker process
+    (the probes and roll-ups keep the others), and two runs never meet on one server or its
+    GPU, whichever models they compare. A slot whose run has ended (its worker died, and the
+    run was marked failed) is free again.
     """
-    servers = sorted({_server(url) for url in run.targets.values_list("endpoint_url", flat=True)})
     comparisons_expire_stale()
     with transaction.atomic():
-        ComparisonLock.objects.filter(endpoint__in=servers).exclude(
+        ComparisonLock.objects.filter(slot=_SLOT).exclude(
             run__status__in=ACTIVE_COMPARISON
         ).delete()
         try:
             with transaction.atomic():
-                ComparisonLock.objects.bulk_create(
-                    ComparisonLock(endpoint=server, run=run) for server in servers
-                )
+                ComparisonLock.objects.create(slot=_SLOT, run=run)
         except IntegrityError:
             return False
     return True
@@ -292,16 +285,16 @@ def _status_of(run_id: int) -> str:
 def comparison_run(*, run_id: int) -> str:
     """Run a queued comparison to its end, its time limit or its cancellation; return its status.
 
-    Returns BUSY, sending nothing, while another run measures one of its servers (the task
+    Returns BUSY, sending nothing, while another run holds the comparison slot (the task
     tries again a little later). Safe to call twice: only the call that moves the run from
     queued to running does anything.
     """
     run = ComparisonRun.objects.filter(pk=run_id, status=ComparisonStatus.QUEUED).first()
     if run is None:
         return _status_of(run_id)
-    if not _take_servers(run):
+    if not _claim_slot(run):
         if run.created_at + timedelta(seconds=run.max_seconds) < timezone.now():
-            why = "Its servers were busy with another comparison for too long."
+            why = "Another comparison ran for longer than this run could wait."
             _end(run_id, ComparisonStatus.FAILED, why, only=[ComparisonStatus.QUEUED])
             return _status_of(run_id)
         return BUSY

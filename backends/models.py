@@ -390,8 +390,8 @@ class ComparisonCall(models.Model):
 
 
 class ComparisonLock(models.Model):
-    """A backend server a comparison run is measuring: one run per server at a time."""
+    """The comparison slot a running run holds: one run at a time (backends/comparisons.py)."""
 
-    endpoint = models.CharField(max_length=300, unique=True)  # scheme://host:port
+    slot = models.CharField(max_length=32, unique=True)
     run = models.ForeignKey(ComparisonRun, on_delete=models.CASCADE, related_name="+")
     taken_at = models.DateTimeField(auto_now_add=True)

@@ -95,7 +95,7 @@ def compare_backends(self: Any, run_id: int) -> str:
     """Run one backend comparison (backends/comparisons.py) to its end, limit or cancel."""
     status = comparisons.comparison_run(run_id=run_id)
     if status == comparisons.BUSY:
-        # Another run is measuring one of its servers: wait for it without holding a worker.
+        # Another run holds the comparison slot: wait for it without holding a worker.
         # The run fails by itself once it has waited its own max_seconds.
         raise self.retry(countdown=5, max_retries=None)
     return status

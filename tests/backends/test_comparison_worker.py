@@ -78,12 +78,12 @@ def slow_upstream_url(compared: dict[str, Any]) -> str:
     return str(compared["slow"].endpoint_url)
 
 
-def test_a_run_whose_servers_are_busy_waits_for_them_on_the_worker(
+def test_a_run_waits_for_the_slot_without_holding_the_worker(
     api_as: Any, operator: Any, compared: dict[str, Any], worker: None
 ) -> None:
-    # Another worker's run is measuring the same servers.
+    # Another worker's run holds the comparison slot.
     holder = comparisons.comparison_start(model_name="tiny-slow", repetitions=1)
-    assert comparisons._take_servers(holder)
+    assert comparisons._claim_slot(holder)
     ComparisonRun.objects.filter(pk=holder.pk).update(status=ComparisonStatus.RUNNING)
 
     client = api_as(operator)
