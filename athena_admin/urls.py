@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from athena_admin.health import health
 from athena_admin.identity import views as identity_views
@@ -10,9 +10,10 @@ from backends.views import dashboard_view
 urlpatterns = [
     path("health", health, name="health"),
     path("metrics", metrics, name="metrics"),
-    # Before the api/ include: its catch-all JSON 404 would otherwise swallow these two.
+    # Before the api/ include: its catch-all JSON 404 would otherwise swallow these three.
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("api/", include("backends.api.urls")),
     # Identity (docs/identity.md): the admin login with its SSO button and rate limit,
     # the relying party's callback, and Athena's own provider. The wrappers come first so
