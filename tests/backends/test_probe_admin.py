@@ -62,4 +62,5 @@ def test_the_change_page_draws_latency_tokens_and_health(make_entry, operator):
     assert html.count('<svg role="img"') == 6  # latency, tokens/s, health; for 24 h and for 7 days
     assert "p95 latency, last 24 hours (max 150 ms)" in html
     assert "Tokens/s, last 7 days (max 60 tok/s)" in html
-    assert "<title>down</title>" in html
+    assert 'data-state="down"' in html  # its hover text says what the probe saw
+    assert ": down (1 probe, 1 failed)</title>" in html
