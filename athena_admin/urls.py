@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from athena_admin.health import health
@@ -7,7 +9,22 @@ from athena_admin.identity import views as identity_views
 from athena_admin.metrics import metrics
 from backends.views import dashboard_view
 
+admin.site.site_header = "Athena"
+admin.site.site_title = "Athena admin"
+admin.site.index_title = "LLM routing: registry and operations"
+
+
+class FaviconRedirect(RedirectView):
+    """Browsers ask for /favicon.ico on pages that name no icon (the API's JSON, /health)."""
+
+    permanent = True
+
+    def get_redirect_url(self, *args: object, **kwargs: object) -> str:
+        return static("athena/favicon.svg")
+
+
 urlpatterns = [
+    path("favicon.ico", FaviconRedirect.as_view(), name="favicon"),
     path("health", health, name="health"),
     path("metrics", metrics, name="metrics"),
     # Before the api/ include: its catch-all JSON 404 would otherwise swallow these three.

@@ -1,5 +1,6 @@
 """The admin: last check and error on the list, "probe now", charts on the change page."""
 
+import re
 from datetime import timedelta
 
 from django.test import Client
@@ -22,7 +23,8 @@ def test_the_list_shows_last_check_and_last_error(make_entry, operator):
         health="down", health_checked_at=timezone.now(), health_error="HTTP 503"
     )
     page = _client(operator).get("/admin/backends/llmbackend/").content.decode()
-    assert "Last error" in page and "HTTP 503" in page
+    assert '<small class="last-error">HTTP 503</small>' in page
+    assert re.search(r'class="health-badge down" title="checked [0-9: -]+ UTC: HTTP 503"', page)
 
 
 def test_probe_now_probes_the_selected_entries(make_entry, operator):
