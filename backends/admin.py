@@ -125,6 +125,12 @@ class LLMBackendAdmin(admin.ModelAdmin):
         ("History", {"fields": ["created_by", "created_at", "updated_at"]}),
     ]
 
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        # The list needs the width: without the app sidebar (the breadcrumbs and the index
+        # still lead everywhere) eight columns and the filters fit 1280 px.
+        extra_context = {**(extra_context or {}), "is_nav_sidebar_enabled": False}
+        return super().changelist_view(request, extra_context)
+
     def get_fieldsets(self, request: HttpRequest, obj: LLMBackend | None = None) -> Any:
         # A new entry has no health, figures or history yet: the add form shows what to fill.
         fieldsets = super().get_fieldsets(request, obj)
