@@ -65,7 +65,26 @@ def test_the_schema_and_docs_are_for_whoever_may_read_the_api(
             client.force_authenticate(who)
         return client
 
-    assert client_as(None).get(path).status_code in (401, 403)
     assert client_as(stranger).get(path).status_code == 403  # signed in, may read nothing
     for reader in (viewer, operator, service_key):
         assert client_as(reader).get(path).status_code == 200, reader
+
+
+def test_the_schema_answers_a_signed_out_client_in_the_apis_way(db: None) -> None:
+    response = APIClient().get("/api/schema")
+    assert response.status_code == 401
+    assert b"Authentication credentials were not provided." in response.content
+
+
+def test_a_bad_key_is_refused_on_the_docs_pages_too(db: None) -> None:
+    for path in ("/api/docs", "/api/redoc"):
+        client = APIClient()
+        client.credentials(HTTP_X_API_KEY="athk_not-a-key")
+        assert client.get(path).status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/api/docs", "/api/redoc"])
+def test_a_signed_out_person_is_sent_to_sign_in_and_back(db: None, path: str) -> None:
+    response = Client().get(path)
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/login/?next={path}"

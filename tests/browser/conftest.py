@@ -83,11 +83,15 @@ class Browser:
     def log_in(self, user: User) -> None:
         """Sign in through the admin's login form, as a person would."""
         self.open("/admin/login/")
-        self.driver.find_element(By.NAME, "username").send_keys(user.username)
+        self.fill_login_form(user)
+        self.wait_for("#user-tools")
+
+    def fill_login_form(self, user: User) -> None:
+        """Fill and send the login form on the page shown (after a redirect to it, say)."""
+        self.wait_for('form#login-form input[name="username"]').send_keys(user.username)
         # The shared personas' password (tests/conftest.py): "pw-" + username.
         self.driver.find_element(By.NAME, "password").send_keys("pw-" + user.username)
-        self.driver.find_element(By.CSS_SELECTOR, 'input[type="submit"]').click()
-        self.wait_for("#user-tools")
+        self.driver.find_element(By.CSS_SELECTOR, '#login-form input[type="submit"]').click()
 
     def open_as(self, user: User, path: str) -> None:
         self.log_in(user)
