@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from pytest_django.live_server_helper import LiveServer
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -147,6 +148,9 @@ def browser(
     live_server: LiveServer, transactional_db: None, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Browser]:
     """Headless Chromium with a fresh profile, 1280 px wide, logging console and network."""
+    # The login rate limit counts in the cache, shared with the live server's thread: each
+    # test starts with a fresh count, as a person signing in once would.
+    cache.clear()
     options = webdriver.ChromeOptions()
     options.binary_location = _program("chromium")
     for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]:
