@@ -1,10 +1,15 @@
-"""Proxy variables are honoured as httpx and curl honour them, read at the edge only."""
+"""get_llm_router() reads the caps, allowed networks and proxy variables; nothing else does.
+
+Proxy variables are honoured as httpx and curl honour them.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -85,3 +90,23 @@ def test_the_environment_sets_caps_networks_and_proxies():
 def test_a_bad_cap_in_the_environment_names_the_variable(value):
     with pytest.raises(InvalidRequest, match="ATHENA_MAX_LINE_BYTES must be a positive"):
         router_options_from_environment({"ATHENA_MAX_LINE_BYTES": value})
+
+
+def test_get_llm_router_passes_the_environment_to_the_router():
+    code = (
+        "import routing\n"
+        "r = routing.get_llm_router()\n"
+        "b = r.backend('ollama')\n"
+        "print(b.max_answer_bytes, b.max_line_bytes, r._client._transport._allowed)\n"
+    )
+    env = {
+        "PATH": "",
+        "ADMIN_API_URL": "http://127.0.0.1:9",
+        "ATHENA_MAX_ANSWER_BYTES": "5000",
+        "ATHENA_MAX_LINE_BYTES": "700",
+        "ATHENA_ALLOWED_BACKEND_NETWORKS": "10.0.0.0/8",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.strip() == "5000 700 ('10.0.0.0/8',)"
