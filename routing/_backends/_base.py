@@ -241,7 +241,7 @@ class http_errors:  # lower case: used like the function it replaced, `with http
         if isinstance(exc, httpx.ConnectError):
             raise UpstreamConnectError(f"cannot connect: {exc}", target=target) from exc
         if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.DecodingError)):
-            raise UpstreamProtocolError(f"answer cut short: {exc}", target=target) from exc
+            raise UpstreamProtocolError(f"broken answer: {exc}", target=target) from exc
         raise UpstreamConnectError(f"{type(exc).__name__}: {exc}", target=target) from exc
 
 
