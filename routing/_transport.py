@@ -277,6 +277,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
     ``allowed_networks``: the networks a request marked ``CHECK_ADDRESS`` may connect to
     (CIDR strings); None allows any address except those never allowed (metadata, "any").
+    ``ssl_context``: for https://, default httpx's (certifi's certificates, names checked).
     """
 
     def __init__(
@@ -284,6 +285,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         *,
         limits: httpx.Limits | None = None,
         allowed_networks: Iterable[str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         limits = limits or httpx.Limits()
         self._max_open = limits.max_connections
@@ -294,7 +296,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self._idle_count = 0
         self._open = 0  # connections open or being opened, idle ones included
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._ssl_context: ssl.SSLContext | None = None
+        self._ssl_context = ssl_context
         self._closed = False
 
     # -- the pool --------------------------------------------------------------------------

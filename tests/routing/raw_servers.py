@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import Awaitable, Callable
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -16,9 +17,12 @@ OLLAMA_ANSWER = json.dumps(
 class RawServer:
     """An asyncio server on 127.0.0.1 running ``handler`` per connection, counting them."""
 
-    def __init__(self, handler: Handler, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, handler: Handler, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None
+    ) -> None:
         self.handler = handler
         self.host = host
+        self.tls = tls
         self.connections = 0
         self.closed_by_client = 0  # connections whose client hung up (EOF while reading)
 
@@ -26,14 +30,15 @@ class RawServer:
         self.connections += 1
         try:
             await self.handler(reader, writer)
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             self.closed_by_client += 1
         finally:
             writer.close()
 
     async def __aenter__(self) -> str:
-        self._server = await asyncio.start_server(self._serve, self.host, 0)
-        return f"http://{self.host}:{self._server.sockets[0].getsockname()[1]}"
+        self._server = await asyncio.start_server(self._serve, self.host, 0, ssl=self.tls)
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.host}:{self._server.sockets[0].getsockname()[1]}"
 
     async def __aexit__(self, *exc: object) -> None:
         self._server.close()

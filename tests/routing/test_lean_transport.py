@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from routing import AllTargetsFailed, UpstreamTimeout
-from routing._transport import LeanTransport
+from routing._transport import CHECK_ADDRESS, LeanTransport
 from tests.routing.conftest import target
 from tests.routing.raw_servers import (
     OLLAMA_ANSWER,
@@ -19,6 +19,7 @@ from tests.routing.raw_servers import (
     ok,
     read_request,
 )
+from tests.routing.tls import client_context, server_context, write_self_signed
 
 
 @pytest.fixture
@@ -468,3 +469,36 @@ async def test_head_requests_are_refused_rather_than_misread(client):
     async with RawServer(answering(ok())) as url:
         with pytest.raises(httpx.UnsupportedProtocol, match="HEAD"):
             await client.head(url)
+
+
+# -- https -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    return write_self_signed(tmp_path_factory.mktemp("tls"))
+
+
+async def test_https_is_spoken_with_the_certificate_checked_against_the_name(certificate):
+    cert, key = certificate
+    server = RawServer(answering(ok(), ok()), tls=server_context(cert, key))
+    transport = LeanTransport(
+        allowed_networks=["127.0.0.0/8", "::1/128"], ssl_context=client_context(cert)
+    )
+    async with server as url, httpx.AsyncClient(transport=transport) as client:
+        by_name = url.replace("127.0.0.1", "localhost")
+        # Resolved and checked, connected to 127.0.0.1, the certificate checked for localhost.
+        response = await client.get(by_name, extensions={CHECK_ADDRESS: True})
+        assert response.text == "ok"
+        assert (await client.get(by_name, extensions={CHECK_ADDRESS: True})).text == "ok"
+    assert server.connections == 1
+
+
+async def test_an_untrusted_certificate_is_a_connect_error(certificate):
+    cert, key = certificate
+    async with (
+        RawServer(answering(ok()), tls=server_context(cert, key)) as url,
+        httpx.AsyncClient(transport=LeanTransport()) as client,  # certifi's certificates
+    ):
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await client.get(url)
