@@ -69,6 +69,23 @@ _OLLAMA_LINES = st.lists(
 ).map(b"".join)
 
 
+_SSE_LINES = st.lists(
+    st.sampled_from(
+        [
+            b'data: {"choices": [{"text": "hi"}]}\n\n',
+            b'data: {"choices": [{"message": {"content": "hi"}}]}\n',
+            b'data: {"choices": [], "usage": {"completion_tokens": 1}}\n\n',
+            b"data: [DONE]\n\n",
+            b": keep-alive\n\n",
+            b'data: {"error": {"message": "boom"}}\n\n',
+            b"data: nope\n",
+            b'{"choices": [{"text": "hi", "finish_reason": "stop"}]}',
+        ]
+    ),
+    max_size=4,
+).map(b"".join)
+
+
 @st.composite
 def near_http(draw: st.DrawFn) -> bytes:
     """An answer shaped like HTTP/1.x, with each part drawn from valid and broken variants."""
@@ -80,7 +97,9 @@ def near_http(draw: st.DrawFn) -> bytes:
     for header in draw(st.lists(_HEADERS, max_size=4)):
         head += header + draw(_LINE_ENDS)
     head += draw(_LINE_ENDS)
-    body = draw(st.one_of(_OLLAMA_LINES, _CHUNKS.map(b"".join), st.binary(max_size=200)))
+    body = draw(
+        st.one_of(_OLLAMA_LINES, _SSE_LINES, _CHUNKS.map(b"".join), st.binary(max_size=200))
+    )
     return head + body
 
 
@@ -121,21 +140,22 @@ async def test_the_transport_reads_any_answer_or_raises_a_protocol_error(upstrea
 
 
 @FUZZ
-@given(answer=ANSWERS, stream=st.booleans())
+@given(answer=ANSWERS, stream=st.booleans(), kind=st.sampled_from(["ollama", "openai"]))
 async def test_the_router_answers_or_raises_a_routing_error_whatever_the_upstream_sends(
-    upstream, make_router, admin_state, answer, stream
+    upstream, make_router, admin_state, answer, stream, kind
 ):
     state, url = upstream
     state.answer = answer
-    admin_state.set_route("fuzz", target("ollama", url, "up", timeout_seconds=2))
+    model = f"fuzz-{kind}"  # one model per kind: the router caches each route
+    admin_state.set_route(model, target(kind, url, "up", timeout_seconds=2))
     router = make_router(breaker_threshold=10**9)
     try:
         async with asyncio.timeout(5):
             if stream:
-                texts = [t async for t in router.stream(model="fuzz", prompt="hi")]
+                texts = [t async for t in router.stream(model=model, prompt="hi")]
                 assert all(isinstance(t, str) for t in texts)
             else:
-                result = await router.generate(model="fuzz", prompt="hi")
+                result = await router.generate(model=model, prompt="hi")
                 assert isinstance(result["response"], str)
     except AllTargetsFailed as exc:
         # The server always answered something: never a connect error or a timeout.
