@@ -149,3 +149,13 @@ async def test_a_compressed_answer_is_refused_as_identity_was_asked(make_router,
         admin_state.set_route("gz", target("ollama", url, "up"))
         with pytest.raises(AllTargetsFailed, match="Content-Encoding: gzip"):
             await make_router().generate(model="gz", prompt="hi")
+
+
+async def test_a_probe_answered_with_an_oversized_body_fails_as_a_protocol_error(make_router):
+    async with RawServer(sending(CHUNKED, BLOCK, chunked=True)) as url:
+        router = make_router(max_answer_bytes=4 * MiB)
+        for kind in ("ollama", "openai", "mlx"):
+            result = await router.backend(kind).probe(url, timeout=5)
+            assert not result.ok
+            assert result.error_kind == "protocol"
+            assert "max_answer_bytes" in (result.error or "")
