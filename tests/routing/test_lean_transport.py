@@ -77,7 +77,8 @@ async def test_a_consumer_that_stops_mid_body_closes_the_connection(client):
     assert server.closed_by_client == 2
 
 
-async def test_a_keep_alive_connection_the_server_closed_while_idle_is_retried_fresh(client):
+async def test_a_keep_alive_connection_the_server_closed_while_idle_is_not_taken(client):
+    # Seen closed before use, so even a POST (never retried) goes out on a fresh connection.
     server = RawServer(answering(ok(), then_close=True))  # keep-alive by default, then hangs up
     async with server as url:
         for _ in range(3):
@@ -86,7 +87,7 @@ async def test_a_keep_alive_connection_the_server_closed_while_idle_is_retried_f
     assert server.connections == 3
 
 
-async def test_a_reused_connection_closed_under_the_request_is_retried_once(client):
+async def test_a_get_on_a_reused_connection_closed_under_it_is_retried_once(client):
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(ok())
