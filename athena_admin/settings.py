@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc as static files: /api/docs works offline
     "django_celery_beat",
     "backends",
     "mozilla_django_oidc",
@@ -133,7 +134,14 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "LLM backend registry, routing look-ups and metrics ingest.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # The schema and its viewers for whoever may read the API: the view permission, which
+    # viewers, operators, service keys and their personal keys hold.
+    "SERVE_PERMISSIONS": ["backends.api.permissions.MayReadRegistry"],
+    # Served from our own static files (drf-spectacular-sidecar, pinned), never a CDN: a
+    # self-hosted machine often cannot reach one, and `@latest` changes under us.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Athena ---
