@@ -233,10 +233,12 @@ def _ingest_once(samples: Sequence[dict[str, Any]]) -> tuple[int, int]:
     known = set(RequestSample.objects.filter(id__in=ids).values_list("id", flat=True))
     wanted = {s["entry_id"] for s in samples if s.get("entry_id")}
     live = set(LLMBackend.objects.filter(pk__in=wanted).values_list("pk", flat=True))
+    # A batch may name an id twice (a router bug): the first copy counts, the rest are
+    # duplicates like any re-sent sample.
+    first = {s["id"]: s for s in reversed(samples) if s["id"] not in known}
     fresh = [
         RequestSample(**{**s, "entry_id": s.get("entry_id") if s.get("entry_id") in live else None})
-        for s in samples
-        if s["id"] not in known
+        for s in reversed(first.values())
     ]
     RequestSample.objects.bulk_create(fresh)
     cold = _newest_cold_starts(fresh)

@@ -1,5 +1,6 @@
 """The registry API: validate, call one service or selector, serialize."""
 
+import logging
 from typing import Any
 
 from django.db.models import Prefetch
@@ -11,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from athena_admin.counters import SAMPLES_REJECTED
 from backends import selectors, services
 from backends.api.permissions import require
 from backends.api.serializers import (
@@ -19,8 +21,12 @@ from backends.api.serializers import (
     RouteListSerializer,
     RouteSerializer,
     SampleBatchSerializer,
+    SampleEnvelopeSerializer,
+    samples_split,
 )
 from backends.models import FallbackLink, LLMBackend
+
+logger = logging.getLogger(__name__)
 
 
 def _registry() -> Any:
@@ -117,16 +123,32 @@ def _with_etag(request: Request, body: dict[str, Any]) -> Response:
 
 
 class SampleIngest(APIView):
-    """Accept a batch of request samples from a router."""
+    """Accept a batch of request samples from a router; keep the good ones, report the bad."""
 
     permission_classes = [require("backends.add_requestsample")]
 
     @extend_schema(request=SampleBatchSerializer, responses={202: IngestResultSerializer})
     def post(self, request: Request) -> Response:
-        batch = SampleBatchSerializer(data=request.data)
+        batch = SampleEnvelopeSerializer(data=request.data)
         batch.is_valid(raise_exception=True)
-        accepted, duplicates = services.samples_ingest(samples=batch.validated_data["samples"])
-        return Response({"accepted": accepted, "duplicates": duplicates}, status=202)
+        good, errors = samples_split(batch.validated_data["samples"])
+        accepted, duplicates = services.samples_ingest(samples=good) if good else (0, 0)
+        first_bad = {e["index"]: e["field"] or "item" for e in reversed(errors)}
+        for field in first_bad.values():
+            SAMPLES_REJECTED.labels(field).inc()
+        if first_bad:
+            logger.warning(
+                "metrics ingest: dropped %d of %d samples (first: %s)",
+                len(first_bad), len(batch.validated_data["samples"]), errors[0],
+            )  # fmt: skip
+        rejected = len(first_bad)
+        body = {
+            "accepted": accepted,
+            "duplicates": duplicates,
+            "rejected": rejected,
+            "errors": errors,
+        }
+        return Response(body, status=202)
 
 
 @csrf_exempt  # a PUT/PATCH/DELETE here gets the JSON 404, not the CSRF middleware's HTML 403
