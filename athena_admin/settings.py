@@ -118,7 +118,7 @@ REST_FRAMEWORK: dict[str, Any] = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["backends.api.permissions.RegistryModelPermissions"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "backends.api.parsers.BoundedJSONParser",
         "backends.api.parsers.JSONOrFormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
