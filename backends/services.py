@@ -17,7 +17,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from backends.models import FallbackLink, LLMBackend, RequestSample, ServiceKey
-from backends.selectors import chain_entries
+from backends.selectors import chain_entries, fallback_graph
 
 BACKEND_FIELDS = (
     "model_name",
@@ -86,10 +86,13 @@ def validate_fallbacks(*, entry: LLMBackend, fallbacks: Sequence[LLMBackend]) ->
     """Refuse a chain that repeats an entry, names the entry itself, or closes a cycle."""
     if len({f.pk for f in fallbacks}) != len(fallbacks):
         raise ValidationError({"fallbacks": "A model may appear only once in the chain."})
+    graph = fallback_graph()
     for fallback in fallbacks:
         if fallback.pk == entry.pk:
             raise ValidationError({"fallbacks": "An entry cannot fall back to itself."})
-        if any(node.pk == entry.pk for node in chain_entries(fallback, enabled_only=False)):
+        if any(
+            node.pk == entry.pk for node in chain_entries(fallback, enabled_only=False, graph=graph)
+        ):
             raise ValidationError(
                 {
                     "fallbacks": f"Falling back to '{fallback.model_name}' would make a cycle: "

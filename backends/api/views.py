@@ -1,6 +1,7 @@
 """The registry API: validate, call one service or selector, serialize."""
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db.models import Prefetch
@@ -97,10 +98,10 @@ class RouteDetail(APIView):
 
     @extend_schema(responses={200: RouteSerializer, 304: OpenApiResponse(description="Unchanged")})
     def get(self, request: Request, model_name: str) -> Response:
-        route = selectors.route_for_model(model_name)
-        if route is None:
+        entry = selectors.enabled_entry(model_name)
+        if entry is None:
             raise Http404(f"No backend configured for model '{model_name}'")
-        return _with_etag(request, route)
+        return _with_etag(request, lambda: selectors.route_for_entry(entry))
 
 
 class RouteList(APIView):
@@ -112,14 +113,15 @@ class RouteList(APIView):
         responses={200: RouteListSerializer, 304: OpenApiResponse(description="Unchanged")}
     )
     def get(self, request: Request) -> Response:
-        return _with_etag(request, {"routes": selectors.all_routes()})
+        return _with_etag(request, lambda: {"routes": selectors.all_routes()})
 
 
-def _with_etag(request: Request, body: dict[str, Any]) -> Response:
-    etag = selectors.etag_for(body)
+def _with_etag(request: Request, build: Callable[[], dict[str, Any]]) -> Response:
+    """304 when the client's copy is current (without building the body), else the body."""
+    etag = selectors.routes_etag()
     if etag in request.headers.get("If-None-Match", ""):
         return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
-    return Response(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
+    return Response(build(), headers={"ETag": etag, "Cache-Control": "no-cache"})
 
 
 class SampleIngest(APIView):
