@@ -1,6 +1,9 @@
 """Redis (the shared cache) going away degrades throttles and caches to local memory, not 500s."""
 
 import logging
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,3 +142,15 @@ def test_the_cache_goes_back_to_redis_when_it_returns(
     assert cache.get("k") == "shared"
     assert "answers again" in caplog.text
     assert _metric("athena_admin_cache_degraded") == 0
+
+
+def test_athena_cache_url_selects_the_fail_open_cache() -> None:
+    env = {**os.environ, "ATHENA_CACHE_URL": "redis://127.0.0.1:1/1"}
+    env["DJANGO_SETTINGS_MODULE"] = "athena_admin.settings"
+    code = "from django.conf import settings; c = settings.CACHES['default']; print(c['BACKEND'], c['OPTIONS'])"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("athena_admin.cache.FailOpenRedisCache ")
+    assert "'socket_timeout': 0.5" in done.stdout
