@@ -43,6 +43,9 @@ _URI_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
 # RFC 1123 host names, with "_" allowed (container and service names use it).
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
 _DNS_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
+# host [":" port], the host an IP literal in brackets (RFC 3986 3.2.2, with RFC 6874's zone)
+# or a name: nothing before or after them (urlsplit ignores what follows "]").
+_NETLOC = re.compile(r"(\[[0-9A-Fa-f:.]+(?:%25[A-Za-z0-9._~-]+)?\]|[^:@\[\]]+)(?::\d{1,5})?")
 _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|\d+)(\.(0x[0-9a-f]*|\d*))*$", re.IGNORECASE)
 
 
@@ -119,6 +122,8 @@ def parse_endpoint_url(url: str) -> tuple[SplitResult, IPAddress | None]:
         raise UnsafeEndpoint("must include a host")
     if "@" in parts.netloc:
         raise UnsafeEndpoint("must not contain credentials")
+    if not _NETLOC.fullmatch(parts.netloc):
+        raise UnsafeEndpoint(f"'{parts.netloc}' is not a host with an optional port")
     if parts.query or parts.fragment:
         raise UnsafeEndpoint("must not contain a query string or fragment")
     address = literal_address(parts.hostname)

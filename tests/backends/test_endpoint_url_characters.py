@@ -43,7 +43,10 @@ def test_it_refuses_control_characters_and_look_alike_hosts(url: str) -> None:
         check_endpoint_url(url, LAB, resolve_hosts=False)
 
 
-@pytest.mark.parametrize("url", ["http://bad host:1", "http://-x-:1", "http://a..b:1"])
+@pytest.mark.parametrize(
+    "url",
+    ["http://bad host:1", "http://-x-:1", "http://a..b:1", "HTTP://[::1]A", "http://[::1]x:1"],
+)
 def test_it_refuses_hosts_that_are_not_host_names(url: str) -> None:
     with pytest.raises(UnsafeEndpoint):
         check_endpoint_url(url, LAB, resolve_hosts=False)
@@ -56,6 +59,9 @@ def test_it_accepts_ordinary_host_names(url: str) -> None:
     check_endpoint_url(url, LAB, resolve_hosts=False)
 
 
+_URL_CHARACTERS = (
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~:/?#[]@!$&'()*+,;=%"
+)
 _URLISH = st.one_of(
     st.text(max_size=80),
     st.builds(
@@ -64,8 +70,9 @@ _URLISH = st.one_of(
         st.one_of(
             st.sampled_from(["127.0.0.1", "localhost", "[::1]", "10.1.2.3", "a_b.lan"]),
             st.text(max_size=20),
+            st.text(alphabet=_URL_CHARACTERS, max_size=20),
         ),
-        st.text(max_size=30),
+        st.one_of(st.text(max_size=30), st.text(alphabet=_URL_CHARACTERS, max_size=30)),
     ),
 )
 
