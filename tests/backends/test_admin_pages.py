@@ -232,3 +232,30 @@ def test_the_admin_saves_a_new_entry_with_its_fallback_chain(
     assert [link.fallback.model_name for link in FallbackLink.objects.filter(entry=main)] == [
         "backup"
     ]
+
+
+def test_a_name_taken_while_the_admin_saves_is_an_error_message_not_a_500(
+    operator: Any, make_entry: Any
+) -> None:
+    from django.db.models.signals import pre_save
+
+    def another_operator_takes_the_name(sender: Any, instance: LLMBackend, **kwargs: Any) -> None:
+        # Between the form's uniqueness check and the INSERT, as a concurrent save would.
+        if instance.pk is None and instance.model_name == "race":
+            LLMBackend.objects.bulk_create(
+                [LLMBackend(model_name="race", backend_type="ollama",
+                            endpoint_url="http://127.0.0.1:1", upstream_model="race")]
+            )  # fmt: skip
+
+    form = _form(LLMBackend(model_name="race", backend_type="ollama",
+                            endpoint_url="http://127.0.0.1:11434", upstream_model=""))  # fmt: skip
+    pre_save.connect(another_operator_takes_the_name, sender=LLMBackend)
+    try:
+        response = signed_in(operator).post("/admin/backends/llmbackend/add/", form, follow=True)
+    finally:
+        pre_save.disconnect(another_operator_takes_the_name, sender=LLMBackend)
+    assert response.status_code == 200
+    assert "Backend for model &#x27;race&#x27; already exists; nothing was saved." in (
+        response.content.decode()
+    )
+    assert LLMBackend.objects.filter(model_name="race").count() == 0  # all rolled back
