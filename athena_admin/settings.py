@@ -12,6 +12,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from athena_admin.env import env_bool, env_float, env_int, env_list, env_str
+from routing._addresses import DEFAULT_ALLOWED_NETWORKS
 from routing.logs import log_format, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -140,9 +141,9 @@ SPECTACULAR_SETTINGS = {
 ATHENA_DEFAULT_OLLAMA_URL = env_str("ATHENA_DEFAULT_OLLAMA_URL", "http://localhost:11434")
 # Networks a backend endpoint may live in: the registry's URLs are fetched by the server,
 # so they are an SSRF surface. Loopback and the private LAN ranges a home lab uses.
+# The default list is routing's, so the gateway and get_llm_router() default alike.
 ATHENA_ALLOWED_BACKEND_NETWORKS = env_list(
-    "ATHENA_ALLOWED_BACKEND_NETWORKS",
-    ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
+    "ATHENA_ALLOWED_BACKEND_NETWORKS", list(DEFAULT_ALLOWED_NETWORKS)
 )
 # Host names are resolved when checked; set false to accept names that do not resolve yet.
 ATHENA_RESOLVE_BACKEND_HOSTS = env_bool("ATHENA_RESOLVE_BACKEND_HOSTS", True)
