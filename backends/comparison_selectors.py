@@ -10,7 +10,7 @@ from typing import Any
 from django.db.models import Prefetch, QuerySet
 
 from backends.models import ComparisonCall, ComparisonRun, ComparisonTarget, LLMBackend
-from backends.selectors import chain_entries, targets_for_entry
+from backends.selectors import chain_entries, fallback_graph, targets_for_entry
 
 __all__ = [
     "Spread",
@@ -34,7 +34,8 @@ def targets_to_compare(entry: LLMBackend) -> list[dict[str, Any]]:
     Each concrete target once (kind, endpoint, upstream model), chain first; `in_chain` says
     which. Disabled entries are measured too: comparing before switching one on is the point.
     """
-    chain = chain_entries(entry, enabled_only=False)
+    graph = fallback_graph()
+    chain = chain_entries(entry, enabled_only=False, graph=graph)
     found: list[dict[str, Any]] = []
     seen: set[tuple[str, str, str]] = set()
 
@@ -51,7 +52,7 @@ def targets_to_compare(entry: LLMBackend) -> list[dict[str, Any]]:
     others = LLMBackend.objects.exclude(pk__in=[n.pk for n in chain]).order_by("model_name")
     for other in others:
         if _bare(other.resolved_upstream_model) in upstreams:
-            add(other, has_chain=other.fallback_links.exists(), in_chain=False)
+            add(other, has_chain=bool(graph.get(other.pk)), in_chain=False)
     return found
 
 
