@@ -202,11 +202,26 @@ def _is_printable(tokenizer: object, token_id: int) -> bool:
     return bool(text) and all(32 <= ord(c) < 127 or c == "\n" for c in text)
 
 
+def _is_current(out: Path, shape: ModelShape) -> bool:
+    """Tell whether `out` holds a complete model made by this version of the script.
+
+    The chat template is what changes between versions (tool support was added): a folder
+    with an older one is rebuilt, so a checkout never tests against a stale model.
+    """
+    config = out / "tokenizer_config.json"
+    if not ((out / "model.safetensors").exists() and (out / "tokenizer.json").exists()):
+        return False
+    if not config.exists():
+        return False
+    expected = THINKING_TEMPLATE if shape.thinking else CHAT_TEMPLATE
+    return bool(json.loads(config.read_text()).get("chat_template") == expected)
+
+
 def make_model(size: str, out: Path | None = None, force: bool = False) -> Path:
     """Create the model folder for a size unless it already exists; return its path."""
     shape = SHAPES[size]
     out = out or REPO_ROOT / "var" / "models" / shape.folder
-    if (out / "model.safetensors").exists() and (out / "tokenizer.json").exists() and not force:
+    if _is_current(out, shape) and not force:
         return out
     # Build in a sibling folder and rename, so a crash never leaves a half model
     # that a later idempotent run would take as complete.
