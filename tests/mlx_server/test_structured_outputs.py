@@ -298,3 +298,23 @@ def test_it_rejects_a_malformed_ollama_format(client: httpx.Client) -> None:
         "/api/chat", json={"model": MODEL_NAME, "messages": MESSAGES, "format": "yaml"}
     )
     assert response.status_code == 400 and "'format'" in response.json()["error"]
+
+
+def test_a_constrained_turn_reuses_the_prompt_cache(lone_server: ServerProcess) -> None:
+    system = {"role": "system", "content": "You describe people as JSON. " * 20}
+    body = {
+        "model": MODEL_NAME,
+        "max_tokens": 400,
+        "response_format": schema_format(PERSON),
+    }
+    url = f"{lone_server.base_url}/v1/chat/completions"
+    first = httpx.post(url, json={**body, "messages": [system, *MESSAGES]}, timeout=60).json()
+    turn = [
+        system,
+        *MESSAGES,
+        {"role": "assistant", "content": first["choices"][0]["message"]["content"]},
+        {"role": "user", "content": "Another one."},
+    ]
+    second = httpx.post(url, json={**body, "messages": turn}, timeout=60).json()
+    assert second["usage"]["prompt_tokens_details"]["cached_tokens"] > 100
+    assert validates(second["choices"][0]["message"]["content"], PERSON)
