@@ -135,7 +135,7 @@ class LLMRouter:
         """Return the running loop's session (client, backends, metrics), making it if new."""
         loop = asyncio.get_running_loop()
         session = self._last
-        if session is not None and session.loop is loop:
+        if session is not None and session.loop is loop and not self._closed:
             return session
         with self._lock:
             self._check_open()
@@ -469,8 +469,8 @@ class LLMRouter:
                         yield first
                         async for event in upstream:
                             if type(event) is TextDelta:
-                                if type(event.text) is not str:
-                                    raise _not_text(event, target)
+                                if type(event.text) is not str or not event.text.isascii():
+                                    event = _checked_text(event, target)
                                 if event.text:  # Started promised content: an empty piece is none
                                     chars += len(event.text)
                                     yield event
@@ -719,8 +719,7 @@ async def _first_content(
                     return event
                 if type(event) is not TextDelta:
                     raise _not_an_event(event, target)
-                if type(event.text) is not str:
-                    raise _not_text(event, target)
+                event = _checked_text(event, target)
                 if event.text:  # Started promises content: an empty piece is none
                     return event
     except StopAsyncIteration:
@@ -745,8 +744,7 @@ async def _whole_answer(
         async with asyncio.timeout(target.timeout_seconds):
             async for event in upstream:
                 if type(event) is TextDelta:
-                    if type(event.text) is not str:
-                        raise _not_text(event, target)
+                    event = _checked_text(event, target)
                     if event.text:
                         pieces.append(event)
                 elif type(event) is Finish:
@@ -787,7 +785,7 @@ def _check_finish(finish: Finish, target: Target) -> Finish:
             )
     for name in ("finish_reason", "upstream_model"):
         value = getattr(finish, name)
-        if value is not None and type(value) is not str:
+        if value is not None and (type(value) is not str or _lone_surrogate(value)):
             raise UpstreamProtocolError(
                 f"final stats: {name} must be a string, got {value!r:.40}", target=target
             )
@@ -796,10 +794,30 @@ def _check_finish(finish: Finish, target: Target) -> Finish:
     return finish
 
 
-def _not_text(event: TextDelta, target: Target) -> UpstreamProtocolError:
-    return UpstreamProtocolError(
-        f"answer text must be a string, got {event.text!r:.40}", target=target
-    )
+def _checked_text(event: TextDelta, target: Target) -> TextDelta:
+    """Refuse text that is not a string; replace lone surrogates (JSON's ``"\\ud800"``).
+
+    Why replace rather than refuse: they are what bad UTF-8 bytes in an answer already
+    become (U+FFFD, see iter_lines), and a caller must be able to encode every text it gets.
+    """
+    text = event.text
+    if type(text) is not str:
+        raise UpstreamProtocolError(
+            f"answer text must be a string, got {text!r:.40}", target=target
+        )
+    if _lone_surrogate(text):
+        return TextDelta("".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text))
+    return event
+
+
+def _lone_surrogate(text: str) -> bool:
+    if text.isascii():  # O(1) in CPython
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _not_an_event(event: object, target: Target) -> UpstreamProtocolError:

@@ -41,7 +41,8 @@ json_values = st.recursive(
     | st.booleans()
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=False)
-    | st.text(max_size=8),
+    # Lone surrogates included: JSON's "\ud800" is valid JSON, not valid text.
+    | st.text(st.characters(exclude_categories=()), max_size=8),
     lambda inner: (
         st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
     ),
@@ -177,6 +178,7 @@ async def test_a_malformed_answer_falls_back_or_interrupts_the_stream_never_anyt
         assert stream and exc.chars_sent > 0
         assert isinstance(exc.cause, UpstreamProtocolError)
         return
+    assert all(text.encode("utf-8") for text in texts if text)
     if result["fallback"]:
         assert (result["backend"], result["response"]) == ("ollama", "Hello, world!")
     else:  # the scripted answer was a well-formed one after all: so is what the caller got
@@ -187,7 +189,9 @@ async def test_a_malformed_answer_falls_back_or_interrupts_the_stream_never_anyt
 def assert_well_typed(result: dict[str, Any]) -> None:
     """What a caller (the gateway) renders has the types the result promises."""
     assert isinstance(result["response"], str)
+    result["response"].encode("utf-8")  # never a lone surrogate: every text can be sent on
     assert result["done_reason"] is None or isinstance(result["done_reason"], str)
+    (result["done_reason"] or "").encode("utf-8")
     assert type(result["total_duration"]) is int and result["total_duration"] >= 0
     for key in ("eval_count", "prompt_eval_count"):
         assert result[key] is None or (type(result[key]) is int and result[key] >= 0), key
@@ -273,6 +277,7 @@ OPENAI_ANSWER = {"choices": [{"text": "ok", "finish_reason": "stop"}], "usage": 
         ("ollama", True, ollama_body([{"response": 5, "done": False}], True)),
         ("ollama", True, ollama_body([{"response": "", "done": True, "eval_count": "x"}], True)),
         ("ollama", True, [b"\xff\xfe{{{\n", b'{"done": true}\n']),
+        ("openai", False, [_encode({**OPENAI_ANSWER, "choices": [{"finish_reason": "\ud800"}]})]),
     ],
     ids=[
         "openai-choices-x",
@@ -287,6 +292,7 @@ OPENAI_ANSWER = {"choices": [{"text": "ok", "finish_reason": "stop"}], "usage": 
         "ollama-stream-response-5",
         "ollama-stream-eval-count-x",
         "ollama-stream-bytes",
+        "openai-finish-reason-surrogate",
     ],
 )
 async def test_a_wrong_shape_before_any_text_falls_back_to_the_next_target(
@@ -404,3 +410,19 @@ async def test_a_bug_inside_the_router_reaches_the_caller_as_an_internal_error(
         async with router.stream(model="m", prompt="hi") as answer:
             async for _ in answer:
                 pass
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_lone_surrogates_in_an_answer_become_replacement_characters(
+    stream, router, script, scripted_url, admin_state
+):
+    # "\ud800" is valid JSON but no text a caller could encode: replaced, as bad bytes are.
+    admin_state.set_route("m", target("ollama", scripted_url, "odd"))
+    if stream:
+        script.chunks = ollama_body(
+            [{"response": "a\ud800", "done": False}, {"response": "b", "done": True}], True
+        )
+    else:
+        script.chunks = [_encode({"response": "a\ud800b", "done": True})]
+    result, _ = await call(router, stream, model="m", prompt="hi")
+    assert result["response"] == "a\ufffdb"
