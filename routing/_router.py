@@ -8,7 +8,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from http.cookiejar import Cookie, CookieJar
 from pathlib import Path
 from types import TracebackType
@@ -16,6 +16,15 @@ from typing import Any
 
 import httpx
 
+from routing._answers import (
+    check_finish,
+    checked_text,
+    close_quietly,
+    first_content,
+    malformed,
+    not_an_event,
+    whole_answer,
+)
 from routing._backends import Backend, backend_class
 from routing._breaker import BreakerBoard
 from routing._exceptions import (
@@ -28,7 +37,6 @@ from routing._exceptions import (
     TargetFailure,
     UpstreamError,
     UpstreamProtocolError,
-    UpstreamTimeout,
 )
 from routing._metrics import SampleShipper
 from routing._routes import RouteTable, load_routes_file
@@ -454,12 +462,12 @@ class LLMRouter:
                     if not request.stream:
                         # Nothing reaches the caller before the whole answer is read and
                         # checked, so a malformed answer still falls back.
-                        pieces, finish = await _whole_answer(upstream, target)
+                        pieces, finish = await whole_answer(upstream, target)
                         yield Started(target, fallback)
                         for piece in pieces:
                             yield piece
-                    elif isinstance(first := await _first_content(upstream, target), Finish):
-                        finish = _check_finish(first, target)
+                    elif isinstance(first := await first_content(upstream, target), Finish):
+                        finish = check_finish(first, target)
                         yield Started(target, fallback)  # an answer with no text
                     else:
                         ttft = time.perf_counter() - started
@@ -470,19 +478,19 @@ class LLMRouter:
                         async for event in upstream:
                             if type(event) is TextDelta:
                                 if type(event.text) is not str or not event.text.isascii():
-                                    event = _checked_text(event, target)
+                                    event = checked_text(event, target)
                                 if event.text:  # Started promised content: an empty piece is none
                                     chars += len(event.text)
                                     yield event
                             elif type(event) is Finish:
                                 finish = event
                             else:
-                                raise _not_an_event(event, target)
+                                raise not_an_event(event, target)
                         if finish is None:
                             raise UpstreamProtocolError(
                                 "answer ended without final stats", target=target
                             )
-                        _check_finish(finish, target)
+                        check_finish(finish, target)
                 except (asyncio.CancelledError, GeneratorExit):
                     breaker.record_neutral()
                     self._sample(
@@ -502,7 +510,7 @@ class LLMRouter:
                     # Whatever went wrong while this target answered is this target's failure:
                     # an UpstreamError from the backend, or anything else (an answer of the
                     # wrong shape that a backend did not expect) as a protocol error.
-                    error = exc if isinstance(exc, UpstreamError) else _malformed(exc, target)
+                    error = exc if isinstance(exc, UpstreamError) else malformed(exc, target)
                     if error.status_code == 429:
                         breaker.record_neutral()
                     elif error.retryable:
@@ -524,7 +532,7 @@ class LLMRouter:
                     if chars:
                         raise StreamInterrupted(error, chars) from exc
                     if not error.retryable:  # only an UpstreamError of the backend's own
-                        raise  # exc itself: _malformed() errors are always retryable
+                        raise  # exc itself: malformed() errors are always retryable
                     logger.info(
                         "routing: %s failed for '%s', trying the next target: %s",
                         target.backend_type,
@@ -534,7 +542,7 @@ class LLMRouter:
                     failures.append(TargetFailure.from_error(target, error))
                     continue
                 finally:
-                    await _close_quietly(upstream)
+                    await close_quietly(upstream)
                 breaker.record_success()
                 yield self._finish(
                     session, request, target, finish, started_wall, started, ttft, fallback
@@ -701,155 +709,9 @@ def _build(**arguments: Any) -> GenerationRequest:
         raise InvalidRequest(f"cannot read the arguments: {type(exc).__name__}: {exc}") from exc
 
 
-async def _first_content(
-    upstream: AsyncGenerator[StreamEvent, None], target: Target
-) -> TextDelta | Finish:
-    """Wait for a stream's first content (or its Finish) within the target's deadline.
-
-    Why a deadline apart from the read timeout: an upstream that sends keep-alives (SSE
-    ``:`` comments, blank NDJSON lines) resets the read timeout forever without sending a
-    word. The deadline is ``first_token_timeout_seconds``, by default ``timeout_seconds``.
-    """
-    deadline = target.first_token_timeout_seconds or target.timeout_seconds
-    try:
-        async with asyncio.timeout(deadline):
-            while True:
-                event = await upstream.__anext__()
-                if type(event) is Finish:
-                    return event
-                if type(event) is not TextDelta:
-                    raise _not_an_event(event, target)
-                event = _checked_text(event, target)
-                if event.text:  # Started promises content: an empty piece is none
-                    return event
-    except StopAsyncIteration:
-        raise UpstreamProtocolError("answer ended without final stats", target=target) from None
-    except TimeoutError:
-        raise UpstreamTimeout(
-            f"timed out: no content within {deadline:g} s", target=target
-        ) from None
-
-
-async def _whole_answer(
-    upstream: AsyncGenerator[StreamEvent, None], target: Target
-) -> tuple[list[TextDelta], Finish]:
-    """Read and check a whole answer not streamed, within the target's ``timeout_seconds``.
-
-    The read timeout alone would let an upstream that trickles a byte at a time hold the
-    call forever; an answer not streamed must arrive within the target's timeout.
-    """
-    pieces: list[TextDelta] = []
-    finish: Finish | None = None
-    try:
-        async with asyncio.timeout(target.timeout_seconds):
-            async for event in upstream:
-                if type(event) is TextDelta:
-                    event = _checked_text(event, target)
-                    if event.text:
-                        pieces.append(event)
-                elif type(event) is Finish:
-                    finish = event
-                else:
-                    raise _not_an_event(event, target)
-    except TimeoutError:
-        raise UpstreamTimeout(
-            f"timed out: no answer within {target.timeout_seconds:g} s", target=target
-        ) from None
-    if finish is None:
-        raise UpstreamProtocolError("answer ended without final stats", target=target)
-    return pieces, _check_finish(finish, target)
-
-
-# Upper bounds of the final stats: a count or duration beyond them is no real answer's (and
-# the admin's columns could not store it).
-_MAX_COUNT = 2**31 - 1
-_MAX_NS = 2**63 - 1
-_FINISH_INTS = (
-    ("prompt_tokens", _MAX_COUNT),
-    ("completion_tokens", _MAX_COUNT),
-    ("total_duration_ns", _MAX_NS),
-    ("load_duration_ns", _MAX_NS),
-    ("prompt_eval_duration_ns", _MAX_NS),
-    ("eval_duration_ns", _MAX_NS),
-)
-
-
-def _check_finish(finish: Finish, target: Target) -> Finish:
-    """Refuse final stats of the wrong type or range (``usage: "x"``, a negative count)."""
-    for name, limit in _FINISH_INTS:
-        value = getattr(finish, name)
-        if value is not None and (type(value) is not int or not 0 <= value <= limit):
-            raise UpstreamProtocolError(
-                f"final stats: {name} must be an integer from 0 to {limit}, got {value!r:.40}",
-                target=target,
-            )
-    for name in ("finish_reason", "upstream_model"):
-        value = getattr(finish, name)
-        if value is not None and (type(value) is not str or _lone_surrogate(value)):
-            raise UpstreamProtocolError(
-                f"final stats: {name} must be a string, got {value!r:.40}", target=target
-            )
-    if not isinstance(finish.extra, Mapping):
-        raise UpstreamProtocolError("final stats: extra must be a mapping", target=target)
-    return finish
-
-
-def _checked_text(event: TextDelta, target: Target) -> TextDelta:
-    """Refuse text that is not a string; replace lone surrogates (JSON's ``"\\ud800"``).
-
-    Why replace rather than refuse: they are what bad UTF-8 bytes in an answer already
-    become (U+FFFD, see iter_lines), and a caller must be able to encode every text it gets.
-    """
-    text = event.text
-    if type(text) is not str:
-        raise UpstreamProtocolError(
-            f"answer text must be a string, got {text!r:.40}", target=target
-        )
-    if _lone_surrogate(text):
-        return TextDelta("".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text))
-    return event
-
-
-def _lone_surrogate(text: str) -> bool:
-    if text.isascii():  # O(1) in CPython
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def _not_an_event(event: object, target: Target) -> UpstreamProtocolError:
-    return UpstreamProtocolError(f"backend yielded {event!r:.80}", target=target)
-
-
-def _malformed(exc: Exception, target: Target) -> UpstreamProtocolError:
-    """An exception no backend meant to raise, met while reading the target's answer."""
-    logger.warning(
-        "routing: %s %s gave an answer routing could not read",
-        target.backend_type,
-        target.endpoint_url,
-        exc_info=exc,
-    )
-    error = UpstreamProtocolError(
-        f"malformed answer ({type(exc).__name__}: {str(exc)[:200]})", target=target
-    )
-    error.__cause__ = exc
-    return error
-
-
 def _internal_error(exc: Exception) -> InternalError:
     logger.error("routing: unexpected error", exc_info=exc)
     return InternalError(f"unexpected error in routing: {type(exc).__name__}: {str(exc)[:200]}")
-
-
-async def _close_quietly(upstream: AsyncGenerator[StreamEvent, None]) -> None:
-    """Close a backend's answer; a failure to close is no failure of the call."""
-    try:
-        await upstream.aclose()
-    except Exception:
-        logger.debug("routing: closing an upstream answer failed", exc_info=True)
 
 
 class _NoCookieJar(CookieJar):
