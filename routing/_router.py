@@ -425,8 +425,8 @@ class LLMRouter:
         ``down`` are skipped unless all are; targets with an open circuit are skipped, except
         the last one. Whatever is raised comes out as a RoutingError (see routing._exceptions).
         """
-        session = self._session()
         try:
+            session = self._session()
             route = await self._routes.get(request.model)
             targets = _targets_to_try(route.targets)
             primary = route.targets[0] if route.targets else None
