@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import threading
@@ -26,7 +27,9 @@ from routing._answers import (
     whole_answer,
 )
 from routing._backends import Backend, backend_class
+from routing._backends._base import DEFAULT_MAX_ANSWER_BYTES, DEFAULT_MAX_LINE_BYTES
 from routing._breaker import BreakerBoard
+from routing._environment import router_options_from_environment
 from routing._exceptions import (
     AllTargetsFailed,
     InternalError,
@@ -95,14 +98,24 @@ class LLMRouter:
         metrics_interval: float = 1.0,
         transport: httpx.AsyncBaseTransport | None = None,
         on_sample: Callable[[Mapping[str, Any]], None] | None = None,
+        allowed_networks: Sequence[str] | None = None,
+        proxies: Mapping[str, str | None] | None = None,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
         self._limits = httpx.Limits(
             max_connections=max_connections,
             max_keepalive_connections=max_keepalive_connections,
             keepalive_expiry=keepalive_expiry,
         )
+        if max_answer_bytes <= 0 or max_line_bytes <= 0:
+            raise InvalidRequest("max_answer_bytes and max_line_bytes must be positive")
         self._transport = transport
+        self._allowed_networks = _networks(allowed_networks)
+        self._proxies = proxies
         self._connect_timeout = connect_timeout
+        self._max_answer_bytes = max_answer_bytes
+        self._max_line_bytes = max_line_bytes
         self._metrics_url = admin_url if metrics else None
         self._service_key = service_key
         self._metrics_buffer = metrics_buffer
@@ -160,9 +173,11 @@ class LLMRouter:
             limits=self._limits,
             # Every call passes its own timeout; this only guards a call that forgot.
             timeout=httpx.Timeout(60.0, connect=self._connect_timeout, pool=self._connect_timeout),
-            # Why: backends are on the LAN; a proxy from the environment would break them.
+            # The environment is read at the edge (get_llm_router() passes ``proxies``).
             trust_env=False,
-            transport=self._transport or LeanTransport(limits=self._limits),
+            transport=self._transport
+            or LeanTransport(limits=self._limits, allowed_networks=self._allowed_networks),
+            mounts=_proxy_mounts(self._proxies, self._limits),
         )
         metrics = SampleShipper(
             client=client,
@@ -172,7 +187,7 @@ class LLMRouter:
             batch_size=self._metrics_batch,
             interval=self._metrics_interval,
         )
-        session = _LoopSession(loop, client, metrics, self._connect_timeout)
+        session = _LoopSession(loop, client, metrics, self)
         session.task = loop.create_task(self._keep(session), name="routing-session")
         return session
 
@@ -672,14 +687,14 @@ class LLMRouter:
 class _LoopSession:
     """What a router holds per event loop: its HTTP client, backends and metrics shipping."""
 
-    __slots__ = ("loop", "client", "metrics", "backends", "task", "closing", "_connect_timeout")
+    __slots__ = ("loop", "client", "metrics", "backends", "task", "closing", "_router")
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         client: httpx.AsyncClient,
         metrics: SampleShipper,
-        connect_timeout: float,
+        router: LLMRouter,
     ) -> None:
         self.loop = loop
         self.client = client
@@ -687,7 +702,7 @@ class _LoopSession:
         self.backends: dict[str, Backend] = {}
         self.task: asyncio.Task[None] | None = None
         self.closing = False
-        self._connect_timeout = connect_timeout
+        self._router = router
 
     def backend(self, kind: str) -> Backend | None:
         backend = self.backends.get(kind)
@@ -695,7 +710,13 @@ class _LoopSession:
             cls = backend_class(kind)
             if cls is None:
                 return None
-            backend = self.backends[kind] = cls(self.client, connect_timeout=self._connect_timeout)
+            router = self._router
+            backend = self.backends[kind] = cls(
+                self.client,
+                connect_timeout=router._connect_timeout,
+                max_answer_bytes=router._max_answer_bytes,
+                max_line_bytes=router._max_line_bytes,
+            )
         return backend
 
 
@@ -753,6 +774,39 @@ class _CookielessClient(httpx.AsyncClient):
 
 
 _NO_COOKIES = _NoCookies()
+
+
+def _networks(allowed: Sequence[str] | None) -> tuple[str, ...] | None:
+    """Validate the allowed networks (CIDR strings) once, when the router is made."""
+    if allowed is None:
+        return None
+    if isinstance(allowed, str):
+        raise InvalidRequest("allowed_networks must be a list of CIDRs, not one string")
+    for network in allowed:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise InvalidRequest(f"allowed_networks: {network!r} is not a network") from None
+    return tuple(allowed)
+
+
+def _proxy_mounts(
+    proxies: Mapping[str, str | None] | None, limits: httpx.Limits
+) -> dict[str, httpx.AsyncBaseTransport | None]:
+    """httpx mounts for the proxies: URL pattern -> httpx's transport through that proxy.
+
+    Patterns are httpx's (``http://``, ``all://*.lan``); None means "connect directly",
+    over the router's own transport. Proxied calls go through httpx's transport, which
+    speaks the proxy protocols (the proxy, not the router, then connects to the backend).
+    """
+    mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
+    for pattern, proxy in (proxies or {}).items():
+        mounts[pattern] = (
+            None
+            if proxy is None
+            else httpx.AsyncHTTPTransport(proxy=proxy, limits=limits, trust_env=False)
+        )
+    return mounts
 
 
 def _targets_to_try(targets: tuple[Target, ...]) -> tuple[Target, ...]:
@@ -850,8 +904,9 @@ def get_llm_router() -> LLMRouter:
     """Return the process-wide router, configured from the environment.
 
     ``ADMIN_API_URL`` (default http://localhost:8080; empty for none), ``ATHENA_SERVICE_KEY``,
-    ``ATHENA_ROUTES_FILE`` (when set and ADMIN_API_URL is not, no admin is used) and
-    ``ATHENA_DEFAULT_OLLAMA_URL`` (default http://localhost:11434).
+    ``ATHENA_ROUTES_FILE`` (when set and ADMIN_API_URL is not, no admin is used),
+    ``ATHENA_DEFAULT_OLLAMA_URL`` (default http://localhost:11434), and those of
+    ``router_options_from_environment`` (allowed networks, answer caps, proxies).
 
     Safe to call and use from any thread and any event loop: the router keeps one
     connection pool and one metrics task per loop (see LLMRouter).
@@ -872,5 +927,6 @@ def get_llm_router() -> LLMRouter:
                 service_key=env.get("ATHENA_SERVICE_KEY") or None,
                 routes_file=routes_file,
                 default_ollama_url=env.get("ATHENA_DEFAULT_OLLAMA_URL") or DEFAULT_OLLAMA_URL,
+                **router_options_from_environment(env),
             )
         return _router
