@@ -53,6 +53,7 @@ from routing._types import (
     StreamEvent,
     Target,
     TextDelta,
+    check_model_name,
 )
 
 __all__ = ["LLMRouter", "ResponseStream", "get_llm_router"]
@@ -338,6 +339,7 @@ class LLMRouter:
 
     async def route(self, model: str) -> Route:
         """Return the model's current chain of targets (cached)."""
+        check_model_name(model)
         self._session()
         try:
             return await self._routes.get(model)

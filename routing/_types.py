@@ -165,14 +165,7 @@ class GenerationRequest:
         Text must be sendable as UTF-8 JSON: a lone surrogate (what a bad decode or JSON's
         ``"\\ud800"`` leaves in a str) is refused here, not discovered while sending.
         """
-        if not isinstance(model, str) or not model.strip():
-            raise InvalidRequest(f"model must be a non-empty string, got {model!r:.80}")
-        if len(model) > MAX_MODEL_NAME:
-            # The admin's limit for a model name; a longer one can name no entry.
-            raise InvalidRequest(
-                f"model must be at most {MAX_MODEL_NAME} characters, got {len(model)}"
-            )
-        _check_text("model", model)
+        check_model_name(model)
         msgs: tuple[Mapping[str, Any], ...] | None = None
         if messages is None:
             if not isinstance(prompt, str):
@@ -238,6 +231,16 @@ class GenerationRequest:
             seed=seed,
             stream=stream,
         )
+
+
+def check_model_name(model: Any) -> None:
+    """Refuse a model name that no route could have, before it is looked up or sent."""
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest(f"model must be a non-empty string, got {model!r:.80}")
+    if len(model) > MAX_MODEL_NAME:
+        # The admin's limit for a model name; a longer one can name no entry.
+        raise InvalidRequest(f"model must be at most {MAX_MODEL_NAME} characters, got {len(model)}")
+    _check_text("model", model)
 
 
 def _check_text(name: str, text: str) -> None:

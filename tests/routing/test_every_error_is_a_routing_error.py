@@ -382,6 +382,15 @@ async def test_text_that_cannot_be_sent_is_refused_naming_the_field(
     assert admin_state.lookups == []  # refused before anything was sent
 
 
+@pytest.mark.parametrize("model", ["m\ud800", "m" * 65536, "", 5])
+async def test_a_route_look_up_refuses_a_model_name_no_route_could_have(
+    model, make_router, admin_state
+):
+    with pytest.raises(InvalidRequest, match="^model "):
+        await make_router().route(model)
+    assert admin_state.lookups == []
+
+
 async def test_an_unsendable_message_field_is_refused_naming_it(make_router):
     router = make_router()
     bad = [{"role": "user", "content": "hi", "images": ["ok", "\ud800"]}]
