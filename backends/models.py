@@ -142,6 +142,17 @@ class LLMBackend(models.Model):
 
     def clean(self) -> None:
         self._fill_upstream_model()
+        first, whole = self.first_token_timeout_seconds, self.timeout_seconds
+        if isinstance(first, int) and isinstance(whole, int) and first > whole:
+            # timeout_seconds is the longest any wait lasts; this may only shorten the first.
+            raise ValidationError(
+                {
+                    "first_token_timeout_seconds": (
+                        f"Must be at most timeout_seconds ({whole}), got {first}."
+                    )
+                },
+                code="first_token_after_timeout",
+            )
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         # Here, not only in clean(): `objects.create()`, fixtures and scripts skip clean(),
@@ -156,17 +167,6 @@ class LLMBackend(models.Model):
         """An empty upstream name means the model name; store it spelled out."""
         if not self.upstream_model:
             self.upstream_model = self.model_name
-        first, whole = self.first_token_timeout_seconds, self.timeout_seconds
-        if isinstance(first, int) and isinstance(whole, int) and first > whole:
-            # timeout_seconds is the longest any wait lasts; this may only shorten the first.
-            raise ValidationError(
-                {
-                    "first_token_timeout_seconds": (
-                        f"Must be at most timeout_seconds ({whole}), got {first}."
-                    )
-                },
-                code="first_token_after_timeout",
-            )
 
     @property
     def resolved_upstream_model(self) -> str:

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('backends', '0005_cold_starts_and_ollama_version'),
+        ('backends', '0006_registry_table_llm_backends'),
     ]
 
     operations = [
