@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('backends', '0006_registry_table_llm_backends'),
+        ('backends', '0007_comparisons'),
     ]
 
     operations = [
