@@ -114,7 +114,8 @@ REST_FRAMEWORK: dict[str, Any] = {
         "athena_admin.identity.drf.AthenaTokenAuthentication",
         "athena_admin.identity.drf.ProviderTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
+        # DRF's Basic auth, its failures counted like login attempts (429 past the rate).
+        "athena_admin.identity.drf.RateLimitedBasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["backends.api.permissions.RegistryModelPermissions"],
     "DEFAULT_PARSER_CLASSES": [
@@ -276,7 +277,10 @@ LOGGING.setdefault("loggers", {})["oidc_provider"] = {"level": "INFO"}
 
 # Rate limits: "<count>/<second|minute|hour>". Login pages and the token endpoint use
 # athena_admin.identity.ratelimit; the API uses DRF throttles (off in development).
+# Password attempts per (client address, username): login pages, and failed HTTP Basic
+# attempts on the API. Per address, for any username (password spraying):
 ATHENA_LOGIN_RATE = env_str("ATHENA_LOGIN_RATE", "10/minute")
+ATHENA_LOGIN_ADDRESS_RATE = env_str("ATHENA_LOGIN_ADDRESS_RATE", "30/minute")
 ATHENA_TOKEN_RATE = env_str("ATHENA_TOKEN_RATE", "30/minute")
 ATHENA_RATELIMIT_IP_HEADER = env_str("ATHENA_RATELIMIT_IP_HEADER", "REMOTE_ADDR")
 # Refused bearer tokens per client address; DRF's throttles never see those (they run

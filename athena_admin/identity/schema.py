@@ -28,3 +28,16 @@ class ProviderTokenScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "description": "An access token from the configured external OIDC provider.",
         }
+
+
+class RateLimitedBasicScheme(OpenApiAuthenticationExtension):
+    target_class = "athena_admin.identity.drf.RateLimitedBasicAuthentication"
+    name = "basicAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "basic",
+            "description": "Username and password; failures are limited like login attempts "
+            "(429 with Retry-After).",
+        }

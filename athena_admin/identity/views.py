@@ -20,16 +20,23 @@ from athena_admin.identity.services import client_is_active
 
 def _too_many(request: HttpRequest) -> HttpResponse:
     response = HttpResponse("Too many attempts; wait a minute and try again.", status=429)
-    response["Retry-After"] = "60"
+    response["Retry-After"] = str(ratelimit.seconds_left(settings.ATHENA_LOGIN_RATE))
     return response
 
 
 def _login_allowed(request: HttpRequest, scope: str) -> bool:
-    """Count a login POST per address and per username, so neither can be brute-forced."""
-    rate = settings.ATHENA_LOGIN_RATE
-    username = request.POST.get("username", "").lower()
-    return ratelimit.hit(scope, ratelimit.client_ip(request), rate) and (
-        not username or ratelimit.hit(scope + "-user", username, rate)
+    """Count a login POST per (address, username) pair, and per address for any username.
+
+    Not per username alone: then anyone failing ten times would lock the real user out.
+    """
+    username = request.POST.get("username", "")
+    return ratelimit.hit(
+        scope, ratelimit.client_ip(request), settings.ATHENA_LOGIN_ADDRESS_RATE
+    ) and (
+        not username
+        or ratelimit.hit(
+            scope + "-pair", ratelimit.login_pair(request, username), settings.ATHENA_LOGIN_RATE
+        )
     )
 
 
