@@ -260,6 +260,11 @@ try:
 except json.JSONDecodeError:
     raise ImproperlyConfigured("ATHENA_OIDC_GROUPS_MAP must be a JSON object") from None
 ATHENA_OIDC_BEARER_CACHE_SECONDS = env_int("ATHENA_OIDC_BEARER_CACHE_SECONDS", 60)
+# Which OIDC access tokens are Athena's (docs/identity.md): the scope, on our own provider's
+# tokens and the external provider's; the audience (default: ATHENA_OIDC_CLIENT_ID) on the
+# external provider's. Tokens other applications got for a user are refused.
+ATHENA_API_SCOPE = env_str("ATHENA_API_SCOPE", "athena.api")
+ATHENA_OIDC_API_AUDIENCE = env_str("ATHENA_OIDC_API_AUDIENCE")
 LOGIN_REDIRECT_URL = "/admin/"
 LOGIN_REDIRECT_URL_FAILURE = "/admin/login/?sso=failed"
 LOGOUT_REDIRECT_URL = "/admin/login/"
@@ -268,7 +273,8 @@ LOGOUT_REDIRECT_URL = "/admin/login/"
 # does not depend on the Host header). Access tokens are opaque database rows.
 SITE_URL = env_str("ATHENA_SITE_URL") or None
 LOGIN_URL = "/accounts/login/"
-OIDC_TOKEN_EXPIRE = env_int("ATHENA_OIDC_PROVIDER_TOKEN_SECONDS", 900)
+# Short: the library stores access tokens in plain text (docs/identity.md explains why).
+OIDC_TOKEN_EXPIRE = env_int("ATHENA_OIDC_PROVIDER_TOKEN_SECONDS", 300)
 OIDC_IDTOKEN_EXPIRE = env_int("ATHENA_OIDC_PROVIDER_IDTOKEN_SECONDS", 300)
 OIDC_USERINFO = "athena_admin.identity.claims.provider_userinfo"
 OIDC_EXTRA_SCOPE_CLAIMS = "athena_admin.identity.claims.GroupsScopeClaims"

@@ -73,3 +73,40 @@ def test_the_permission_alone_is_enough(gateway: str, model: str, stranger: Any)
     stranger.user_permissions.add(Permission.objects.get(codename="use_llmbackend"))
     headers = personal_key(stranger)
     assert httpx.post(f"{gateway}/api/generate", json=GENERATE, headers=headers).status_code == 200
+
+
+@pytest.fixture
+def oidc_gateway(make_gateway: Any) -> str:
+    from athena_admin.identity.gateway import authenticate_gateway_bearer
+
+    return make_gateway(bearer_authenticator=authenticate_gateway_bearer)
+
+
+def _athena_token(user: Any, client_id: str, scope: str) -> dict[str, str]:
+    from django.core.management import call_command
+
+    from tests.identity.flows import register_client, user_access_token
+
+    call_command("ensure_oidc_key", verbosity=0)
+    client = register_client(client_id, scope)
+    return {"Authorization": f"Bearer {user_access_token(user, client, scope)}"}
+
+
+def test_oidc_tokens_follow_the_same_rules(
+    oidc_gateway: str, model: str, viewer: Any, stranger: Any
+) -> None:
+    ok = httpx.post(
+        f"{oidc_gateway}/api/generate",
+        json=GENERATE,
+        headers=_athena_token(viewer, "cli", "openid athena.api"),
+        timeout=10,
+    )
+    assert ok.status_code == 200, ok.text
+    no_group = _athena_token(stranger, "cli-2", "openid athena.api")
+    assert (
+        httpx.post(f"{oidc_gateway}/api/generate", json=GENERATE, headers=no_group).status_code
+        == 403
+    )
+    # A token another application got for the viewer: not Athena's, so not valid here.
+    unrelated = _athena_token(viewer, "wiki", "openid")
+    assert httpx.get(f"{oidc_gateway}/v1/models", headers=unrelated).status_code == 401
