@@ -275,6 +275,9 @@ SITE_URL = env_str("ATHENA_SITE_URL") or None
 LOGIN_URL = "/accounts/login/"
 # Short: the library stores access tokens in plain text (docs/identity.md explains why).
 OIDC_TOKEN_EXPIRE = env_int("ATHENA_OIDC_PROVIDER_TOKEN_SECONDS", 300)
+# How long after its access token expired a refresh token still works (ours: the library's
+# never expire).
+ATHENA_OIDC_PROVIDER_REFRESH_SECONDS = env_int("ATHENA_OIDC_PROVIDER_REFRESH_SECONDS", 86400)
 OIDC_IDTOKEN_EXPIRE = env_int("ATHENA_OIDC_PROVIDER_IDTOKEN_SECONDS", 300)
 OIDC_USERINFO = "athena_admin.identity.claims.provider_userinfo"
 OIDC_EXTRA_SCOPE_CLAIMS = "athena_admin.identity.claims.GroupsScopeClaims"

@@ -1,12 +1,14 @@
 """Thin wrappers around the admin login, the provider's login page and its token endpoint:
 rate limits, the SSO button, the password switch, and refusing switched-off clients."""
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from oidc_provider.lib.utils.oauth2 import extract_access_token, extract_client_auth
 from oidc_provider.models import Client, Token
@@ -90,7 +92,31 @@ def token(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             status=400,
             headers={"Cache-Control": "no-store"},
         )
+    if request.method == "POST" and client is not None and _refresh_too_late(request, client):
+        return JsonResponse(
+            {"error": "invalid_grant", "error_description": "The refresh token has expired."},
+            status=400,
+            headers={"Cache-Control": "no-store"},
+        )
     return TokenView.as_view()(request, *args, **kwargs)
+
+
+def _refresh_too_late(request: HttpRequest, client: Client) -> bool:
+    """Whether a refresh grant names a token past its refresh window (deleting it if so).
+
+    The library stores refresh tokens in plain text and honours them for ever; a short
+    access-token lifetime means little if the row beside it can mint new ones. So a refresh
+    token works for ATHENA_OIDC_PROVIDER_REFRESH_SECONDS after its access token expired.
+    """
+    if request.POST.get("grant_type") != "refresh_token":
+        return False
+    window = timedelta(seconds=settings.ATHENA_OIDC_PROVIDER_REFRESH_SECONDS)
+    late = Token.objects.filter(
+        client=client,
+        refresh_token=request.POST.get("refresh_token", ""),
+        expires_at__lt=timezone.now() - window,
+    )
+    return late.delete()[0] > 0
 
 
 def _may_get_tokens(client: Client) -> bool:

@@ -35,6 +35,11 @@ def register_client(client_id: str, scope: str) -> Client:
 
 def user_access_token(user: Any, client: Client, scope: str) -> str:
     """Sign `user` in, authorize `client` for `scope`, and return the access token."""
+    return str(user_tokens(user, client, scope)["access_token"])
+
+
+def user_tokens(user: Any, client: Client, scope: str) -> dict[str, Any]:
+    """Sign `user` in, authorize `client` for `scope`; return the token endpoint's answer."""
     browser = Browser()
     browser.force_login(user)
     authorized = browser.get(
@@ -60,4 +65,5 @@ def user_access_token(user: Any, client: Client, scope: str) -> str:
         },
     )
     assert token.status_code == 200, token.content
-    return str(token.json()["access_token"])
+    answer: dict[str, Any] = token.json()
+    return answer

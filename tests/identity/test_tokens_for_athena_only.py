@@ -7,13 +7,15 @@ provider's need our audience or that scope.
 """
 
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from oidc_provider.models import Client, Token
 
 from athena_admin.identity import InvalidToken, authenticate_bearer
-from tests.identity.flows import register_client, user_access_token
+from tests.identity.flows import register_client, user_access_token, user_tokens
 
 pytestmark = pytest.mark.django_db
 
@@ -159,3 +161,43 @@ def test_introspection_accepts_our_scope_and_refuses_other_clients(
     assert authenticate_bearer("scoped").username == "olga"
     with pytest.raises(InvalidToken):
         authenticate_bearer("openid-only")
+
+
+# --- token lifetimes: the library stores tokens in plain text ---
+
+
+def _refresh(api: Any, client: Client, refresh_token: str) -> Any:
+    return api.post(
+        "/openid/token",
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": client.client_id,
+            "client_secret": client.client_secret,
+        },
+    )
+
+
+def test_a_refresh_token_works_within_its_window(
+    api: Any, operator: Any, athena_cli: Client
+) -> None:
+    issued = user_tokens(operator, athena_cli, "openid athena.api")
+    assert issued["expires_in"] == 300
+    refreshed = _refresh(api, athena_cli, issued["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.content
+    assert refreshed.json()["access_token"] != issued["access_token"]
+
+
+def test_a_refresh_token_past_its_window_is_refused_and_forgotten(
+    api: Any, operator: Any, athena_cli: Client, settings: Any
+) -> None:
+    settings.ATHENA_OIDC_PROVIDER_REFRESH_SECONDS = 60
+    issued = user_tokens(operator, athena_cli, "openid athena.api")
+    Token.objects.update(expires_at=timezone.now() - timedelta(seconds=61))
+    refused = _refresh(api, athena_cli, issued["refresh_token"])
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "error": "invalid_grant",
+        "error_description": "The refresh token has expired.",
+    }
+    assert not Token.objects.filter(refresh_token=issued["refresh_token"]).exists()
