@@ -196,27 +196,25 @@ class Authenticator:
         if hit is not None and hit[1] > time.monotonic():
             return hit[0]
         running = self._in_flight.get(digest)
-        if running is not None:
-            return await asyncio.shield(running)
-        if self._pending_by_client.get(client, 0) >= self._max_pending:
-            raise ChecksOverloaded(client)
-        self._pending_by_client[client] = self._pending_by_client.get(client, 0) + 1
-        future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
-        self._in_flight[digest] = future
-        try:
-            principal = await self._check(credentials)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: nobody else may be waiting
-            raise
-        finally:
-            self._in_flight.pop(digest, None)
-            left = self._pending_by_client.pop(client) - 1
-            if left:
-                self._pending_by_client[client] = left
-        future.set_result(principal)
-        self._remember(digest, principal)
-        return principal
+        if running is None:
+            pending = self._pending_by_client.get(client, 0)
+            if pending >= self._max_pending:
+                raise ChecksOverloaded(client)
+            self._pending_by_client[client] = pending + 1
+            # A task of its own, shielded below: a client that goes away mid-check cancels
+            # neither the check nor the other requests waiting on it.
+            running = asyncio.ensure_future(self._check(credentials))
+            self._in_flight[digest] = running
+            running.add_done_callback(lambda task: self._finished(digest, client, task))
+        return await asyncio.shield(running)
+
+    def _finished(self, digest: bytes, client: str, task: asyncio.Future[Principal | None]) -> None:
+        self._in_flight.pop(digest, None)
+        left = self._pending_by_client.pop(client, 1) - 1
+        if left:
+            self._pending_by_client[client] = left
+        if not task.cancelled() and task.exception() is None:  # exception() marks it seen
+            self._remember(digest, task.result())
 
     def _remember(self, digest: bytes, principal: Principal | None) -> None:
         if len(self._cache) >= _MAX_CACHED:

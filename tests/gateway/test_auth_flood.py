@@ -134,3 +134,30 @@ def test_malformed_keys_are_refused_without_a_look_up(service_key: str) -> None:
     for bad in ("athk_", "athk_" + "a" * 56, service_key + "x", service_key[:-1] + "!"):
         assert not well_formed(bad), bad
     assert GatewayConfig().max_pending_checks >= 8
+
+
+def test_a_client_leaving_mid_check_spoils_nothing_for_the_others() -> None:
+    from athena_admin.gateway.auth import Authenticator
+
+    calls: list[str] = []
+
+    async def hook(token: str) -> str:
+        calls.append(token)
+        await asyncio.sleep(0.2)
+        return "alice"
+
+    auth = Authenticator(GatewayConfig(bearer_authenticator=hook, max_pending_checks=1))
+
+    async def scenario() -> None:
+        leaving = asyncio.create_task(auth.authenticate(None, "Bearer tok", "10.0.0.1"))
+        staying = asyncio.create_task(auth.authenticate(None, "Bearer tok", "10.0.0.2"))
+        await asyncio.sleep(0.05)
+        leaving.cancel()  # its client disconnected
+        principal = await staying
+        assert principal is not None and principal.name == "alice"
+        # The check finished and was remembered; the slot of the first address is free.
+        assert await auth.authenticate(None, "Bearer tok", "10.0.0.1") == principal
+        assert await auth.authenticate(None, "Bearer other", "10.0.0.1") is not None
+
+    asyncio.run(scenario())
+    assert calls == ["tok", "other"]
