@@ -147,11 +147,19 @@ class _CheckThread:
                 # No backlog to keep every thread busy: this one may go idle.
                 idle = self._queued < self._workers
             if idle:
-                # A connection held by an idle thread of a long-lived process goes stale
-                # (and would keep a test database from being dropped).
-                from django.db import connection
+                _close_database_connection()
 
-                connection.close()
+
+def _close_database_connection() -> None:
+    """Close this thread's connection, if Django is in use at all (a custom hook may not)."""
+    from django.conf import settings
+
+    if settings.configured:
+        # A connection held by an idle thread of a long-lived process goes stale (and
+        # would keep a test database from being dropped).
+        from django.db import connection
+
+        connection.close()
 
 
 class Authenticator:
