@@ -201,3 +201,13 @@ def test_a_refresh_token_past_its_window_is_refused_and_forgotten(
         "error_description": "The refresh token has expired.",
     }
     assert not Token.objects.filter(refresh_token=issued["refresh_token"]).exists()
+
+
+@pytest.mark.parametrize("scope", ["", "athena api"])
+def test_a_blank_or_spaced_api_scope_fails_the_system_check(settings: Any, scope: str) -> None:
+    from athena_admin.identity.checks import check_sso_settings
+
+    settings.ATHENA_API_SCOPE = scope
+    assert "identity.E005" in [error.id for error in check_sso_settings()]
+    settings.ATHENA_API_SCOPE = "athena.api"
+    assert "identity.E005" not in [error.id for error in check_sso_settings()]
