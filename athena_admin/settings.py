@@ -12,6 +12,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from athena_admin.env import env_bool, env_float, env_int, env_list, env_str
+from routing._addresses import DEFAULT_ALLOWED_NETWORKS
 from routing.logs import log_format, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -41,6 +42,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc as static files: /api/docs works offline
     "django_celery_beat",
     "backends",
     "mozilla_django_oidc",
@@ -133,7 +135,14 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "LLM backend registry, routing look-ups and metrics ingest.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # The schema and its viewers for whoever may read the API: the view permission, which
+    # viewers, operators, service keys and their personal keys hold.
+    "SERVE_PERMISSIONS": ["backends.api.permissions.MayReadRegistry"],
+    # Served from our own static files (drf-spectacular-sidecar, pinned), never a CDN: a
+    # self-hosted machine often cannot reach one, and `@latest` changes under us.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Athena ---
@@ -141,9 +150,9 @@ SPECTACULAR_SETTINGS = {
 ATHENA_DEFAULT_OLLAMA_URL = env_str("ATHENA_DEFAULT_OLLAMA_URL", "http://localhost:11434")
 # Networks a backend endpoint may live in: the registry's URLs are fetched by the server,
 # so they are an SSRF surface. Loopback and the private LAN ranges a home lab uses.
+# The default list is routing's, so the gateway and get_llm_router() default alike.
 ATHENA_ALLOWED_BACKEND_NETWORKS = env_list(
-    "ATHENA_ALLOWED_BACKEND_NETWORKS",
-    ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
+    "ATHENA_ALLOWED_BACKEND_NETWORKS", list(DEFAULT_ALLOWED_NETWORKS)
 )
 # Host names are resolved when checked; set false to accept names that do not resolve yet.
 ATHENA_RESOLVE_BACKEND_HOSTS = env_bool("ATHENA_RESOLVE_BACKEND_HOSTS", True)

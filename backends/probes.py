@@ -16,8 +16,6 @@ error, never the backend's body.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 import ssl
 import time
 import uuid
@@ -33,8 +31,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from backends.endpoints import IPAddress, UnsafeEndpoint, check_address, literal_address
 from backends.models import BackendType, Health, HealthCheck, LLMBackend
+from routing._addresses import IPAddress, UnsafeEndpoint, resolve_checked
 from routing._backends import ProbeResult, backend_class
 
 __all__ = ["Observation", "ProbeOutcome", "next_health", "observe", "probe_entries"]
@@ -53,24 +51,9 @@ class CheckedNetwork(httpcore.AsyncNetworkBackend):
         self.refused: dict[str, str] = {}  # host -> why; read after a failed probe
 
     async def _addresses(self, host: str, port: int) -> list[IPAddress]:
-        if (host, port) in self._resolved:
-            return self._resolved[(host, port)]
-        address = literal_address(host.strip("[]"))
-        if address is not None:
-            addresses = [address]
-        else:
-            loop = asyncio.get_running_loop()
-            try:
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except (OSError, UnicodeError):
-                raise UnsafeEndpoint(f"host '{host}' does not resolve") from None
-            addresses = list(
-                dict.fromkeys(ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos)
-            )
-        for a in addresses:
-            check_address(a, self._allowed)
-        self._resolved[(host, port)] = addresses
-        return addresses
+        if (host, port) not in self._resolved:
+            self._resolved[(host, port)] = await resolve_checked(host, port, self._allowed)
+        return self._resolved[(host, port)]
 
     async def connect_tcp(
         self,

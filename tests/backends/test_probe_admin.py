@@ -1,5 +1,6 @@
 """The admin: last check and error on the list, "probe now", charts on the change page."""
 
+import re
 from datetime import timedelta
 
 from django.test import Client
@@ -22,7 +23,8 @@ def test_the_list_shows_last_check_and_last_error(make_entry, operator):
         health="down", health_checked_at=timezone.now(), health_error="HTTP 503"
     )
     page = _client(operator).get("/admin/backends/llmbackend/").content.decode()
-    assert "Last error" in page and "HTTP 503" in page
+    assert '<small class="last-error">HTTP 503</small>' in page
+    assert re.search(r'class="health-badge down" title="checked [0-9: -]+ UTC: HTTP 503"', page)
 
 
 def test_probe_now_probes_the_selected_entries(make_entry, operator):
@@ -62,4 +64,5 @@ def test_the_change_page_draws_latency_tokens_and_health(make_entry, operator):
     assert html.count('<svg role="img"') == 6  # latency, tokens/s, health; for 24 h and for 7 days
     assert "p95 latency, last 24 hours (max 150 ms)" in html
     assert "Tokens/s, last 7 days (max 60 tok/s)" in html
-    assert "<title>down</title>" in html
+    assert 'data-state="down"' in html  # its hover text says what the probe saw
+    assert ": down (1 probe, 1 failed)</title>" in html
