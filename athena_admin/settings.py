@@ -121,7 +121,7 @@ REST_FRAMEWORK: dict[str, Any] = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["backends.api.permissions.RegistryModelPermissions"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "backends.api.parsers.BoundedJSONParser",
         "backends.api.parsers.JSONOrFormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
@@ -313,11 +313,19 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
     "user": env_str("ATHENA_API_USER_RATE", "" if DEBUG else "6000/minute") or None,
 }
 # Throttles, the limiter and the bearer cache share it: use Redis with several processes.
+# While Redis is unreachable each process falls back to its own memory (athena_admin/cache.py):
+# limits stay on, per process, instead of every request failing.
 if env_str("ATHENA_CACHE_URL"):
+    _cache_timeout = env_float("ATHENA_CACHE_TIMEOUT_SECONDS", 0.5)
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "athena_admin.cache.FailOpenRedisCache",
             "LOCATION": env_str("ATHENA_CACHE_URL"),
+            "OPTIONS": {
+                "socket_connect_timeout": _cache_timeout,
+                "socket_timeout": _cache_timeout,
+                "FAIL_OPEN_RETRY_SECONDS": env_float("ATHENA_CACHE_RETRY_SECONDS", 5.0),
+            },
         }
     }
 

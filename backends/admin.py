@@ -3,16 +3,17 @@
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.html import format_html
 
-from backends import services
+from backends import services, tasks
 from backends.charts import entry_charts
 from backends.models import FallbackLink, LLMBackend, RequestSample, ServiceKey
-from backends.probes import probe_entries
 from backends.registry_yaml import registry_to_yaml
 
 
@@ -180,9 +181,35 @@ class LLMBackendAdmin(admin.ModelAdmin):
         )
 
     def save_model(self, request: HttpRequest, obj: LLMBackend, form: Any, change: bool) -> None:
-        if not change:
-            obj.created_by = request.user  # type: ignore[assignment]
-        super().save_model(request, obj, form, change)
+        """Write through the services, as the API does (rename rule, duplicate check)."""
+        # Only what the operator changed: an untouched upstream_model follows a rename.
+        fields = {name: form.cleaned_data[name] for name in form.changed_data}
+        if change:
+            stored = LLMBackend.objects.get(pk=obj.pk)
+            saved = services.backend_update(entry=stored, fields=fields)
+        else:
+            fields = {name: form.cleaned_data[name] for name in services.BACKEND_FIELDS
+                      if name in form.cleaned_data}  # fmt: skip
+            user = request.user if isinstance(request.user, AbstractBaseUser) else None
+            saved = services.backend_create(fields=fields, user=user)
+        # The inline fallback formset saves against this instance next: make it the row.
+        obj.pk = saved.pk
+        obj.refresh_from_db()
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: Any = None,
+    ) -> Any:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except services.DuplicateModel as exc:
+            # Another save took the name between the form's check and ours (the unique index
+            # decided); the whole save was rolled back.
+            self.message_user(request, f"{exc}; nothing was saved.", messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
@@ -194,10 +221,16 @@ class LLMBackendAdmin(admin.ModelAdmin):
 
     @admin.action(description="Probe selected backends now", permissions=["change"])
     def probe_now(self, request: HttpRequest, queryset: QuerySet[LLMBackend]) -> None:
-        outcomes = probe_entries(entry_ids=list(queryset.values_list("pk", flat=True)))
-        summary = ", ".join(f"{o.model_name}: {o.health}" for o in outcomes[:20])
-        more = f" and {len(outcomes) - 20} more" if len(outcomes) > 20 else ""
-        self.message_user(request, f"Probed {len(outcomes)}: {summary}{more}.", messages.INFO)
+        # A worker probes them: a probe can take the whole probe timeout per entry, which a
+        # request should not wait for. On commit, so the worker sees what this request sees.
+        entry_ids = list(queryset.values_list("pk", flat=True))
+        transaction.on_commit(lambda: tasks.probe_entries.delay(entry_ids))
+        self.message_user(
+            request,
+            f"Probe queued for {len(entry_ids)} backend(s); their health updates when a worker "
+            "has probed them (reload in a few seconds).",
+            messages.INFO,
+        )
 
     @admin.action(description="Enable selected backends", permissions=["change"])
     def enable_selected(self, request: HttpRequest, queryset: QuerySet[LLMBackend]) -> None:

@@ -2,6 +2,7 @@
 
 import re
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -121,6 +122,7 @@ class LLMBackend(models.Model):
     )
 
     class Meta:
+        db_table = "llm_backends"  # the plan's name for the registry table
         ordering = ["model_name"]
         verbose_name = "LLM backend"
         # Checked by the gateway: who may send requests to the models (docs/gateway.md).
@@ -131,6 +133,19 @@ class LLMBackend(models.Model):
         return self.model_name
 
     def clean(self) -> None:
+        self._fill_upstream_model()
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Here, not only in clean(): `objects.create()`, fixtures and scripts skip clean(),
+        # and every path must store the same value.
+        self._fill_upstream_model()
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "model_name" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "upstream_model"}
+        super().save(*args, **kwargs)
+
+    def _fill_upstream_model(self) -> None:
+        """An empty upstream name means the model name; store it spelled out."""
         if not self.upstream_model:
             self.upstream_model = self.model_name
 

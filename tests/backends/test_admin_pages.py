@@ -243,3 +243,87 @@ def test_favicon_ico_leads_to_the_icon(db: None) -> None:
     response = Client().get("/favicon.ico")
     assert response.status_code == 301
     assert response["Location"] == "/static/athena/favicon.svg"
+
+
+def _form(entry: LLMBackend, **changes: Any) -> dict[str, Any]:
+    values = {
+        "model_name": entry.model_name,
+        "backend_type": entry.backend_type,
+        "endpoint_url": entry.endpoint_url,
+        "upstream_model": entry.upstream_model,
+        "enabled": "on",
+        "priority": entry.priority,
+        "max_tokens": entry.max_tokens,
+        "temperature_default": entry.temperature_default,
+        "timeout_seconds": entry.timeout_seconds,
+        "description": entry.description,
+        "fallback_links-TOTAL_FORMS": 0,
+        "fallback_links-INITIAL_FORMS": 0,
+    }
+    return {**values, **changes}
+
+
+def test_a_rename_in_the_admin_follows_the_same_rule_as_the_api(
+    operator: Any, make_entry: Any
+) -> None:
+    tracked = make_entry("phi3:mini")
+    pinned = make_entry("alias", upstream_model="phi3:mini")
+    client = signed_in(operator)
+    for entry, new_name in ((tracked, "phi3:mini-2"), (pinned, "alias-2")):
+        response = client.post(
+            f"/admin/backends/llmbackend/{entry.pk}/change/", _form(entry, model_name=new_name)
+        )
+        assert response.status_code == 302, response.content.decode()[:2000]
+    tracked.refresh_from_db()
+    pinned.refresh_from_db()
+    assert (tracked.model_name, tracked.upstream_model) == ("phi3:mini-2", "phi3:mini-2")
+    assert (pinned.model_name, pinned.upstream_model) == ("alias-2", "phi3:mini")
+
+
+def test_the_admin_saves_a_new_entry_with_its_fallback_chain(
+    operator: Any, make_entry: Any
+) -> None:
+    backup = make_entry("backup")
+    form = _form(LLMBackend(model_name="main", backend_type="ollama",
+                            endpoint_url="http://127.0.0.1:11434", upstream_model=""))  # fmt: skip
+    form.update(
+        {
+            "fallback_links-TOTAL_FORMS": 1,
+            "fallback_links-0-fallback": backup.pk,
+            "fallback_links-0-position": 0,
+        }
+    )
+    response = signed_in(operator).post("/admin/backends/llmbackend/add/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    main = LLMBackend.objects.get(model_name="main")
+    assert (main.created_by, main.upstream_model) == (operator, "main")
+    assert [link.fallback.model_name for link in FallbackLink.objects.filter(entry=main)] == [
+        "backup"
+    ]
+
+
+def test_a_name_taken_while_the_admin_saves_is_an_error_message_not_a_500(
+    operator: Any, make_entry: Any
+) -> None:
+    from django.db.models.signals import pre_save
+
+    def another_operator_takes_the_name(sender: Any, instance: LLMBackend, **kwargs: Any) -> None:
+        # Between the form's uniqueness check and the INSERT, as a concurrent save would.
+        if instance.pk is None and instance.model_name == "race":
+            LLMBackend.objects.bulk_create(
+                [LLMBackend(model_name="race", backend_type="ollama",
+                            endpoint_url="http://127.0.0.1:1", upstream_model="race")]
+            )  # fmt: skip
+
+    form = _form(LLMBackend(model_name="race", backend_type="ollama",
+                            endpoint_url="http://127.0.0.1:11434", upstream_model=""))  # fmt: skip
+    pre_save.connect(another_operator_takes_the_name, sender=LLMBackend)
+    try:
+        response = signed_in(operator).post("/admin/backends/llmbackend/add/", form, follow=True)
+    finally:
+        pre_save.disconnect(another_operator_takes_the_name, sender=LLMBackend)
+    assert response.status_code == 200
+    assert "Backend for model &#x27;race&#x27; already exists; nothing was saved." in (
+        response.content.decode()
+    )
+    assert LLMBackend.objects.filter(model_name="race").count() == 0  # all rolled back

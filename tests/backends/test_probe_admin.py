@@ -7,8 +7,6 @@ from django.test import Client
 from django.utils import timezone
 
 from backends.models import HealthCheck, HourlyRollup, LLMBackend
-from tests.backends.probe_servers import Knobs, probe_app
-from tests.upstreams.runner import serve_in_thread
 
 
 def _client(user) -> Client:  # type: ignore[no-untyped-def]
@@ -27,17 +25,19 @@ def test_the_list_shows_last_check_and_last_error(make_entry, operator):
     assert re.search(r'class="health-badge down" title="checked [0-9: -]+ UTC: HTTP 503"', page)
 
 
-def test_probe_now_probes_the_selected_entries(make_entry, operator):
-    with serve_in_thread(probe_app(Knobs())) as server:
-        entry = make_entry("phi3:mini", endpoint_url=server.url)
+def test_probe_now_queues_a_probe_task_on_commit_and_says_so(
+    make_entry, operator, django_capture_on_commit_callbacks
+):
+    entry = make_entry("phi3:mini", endpoint_url="http://127.0.0.1:9")
+    with django_capture_on_commit_callbacks() as callbacks:
         response = _client(operator).post(
             "/admin/backends/llmbackend/",
             {"action": "probe_now", "_selected_action": [entry.pk]},
             follow=True,
         )
-    assert "Probed 1: phi3:mini: healthy." in response.content.decode()
-    entry.refresh_from_db()
-    assert entry.health == "healthy"
+    assert "Probe queued for 1 backend(s)" in response.content.decode()
+    assert len(callbacks) == 1  # the task is sent once the request's transaction commits
+    assert not HealthCheck.objects.exists()  # nothing was probed inside the request
 
 
 def test_a_viewer_cannot_probe(make_entry, viewer):
