@@ -29,7 +29,7 @@ def revoke_use(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("backends", "0005_cold_starts_and_ollama_version")]
+    dependencies = [("backends", "0006_registry_table_llm_backends")]
 
     operations = [
         migrations.AlterModelOptions(
