@@ -22,7 +22,8 @@ from athena_admin.identity.services import client_is_active
 
 def _too_many(request: HttpRequest) -> HttpResponse:
     response = HttpResponse("Too many attempts; wait a minute and try again.", status=429)
-    response["Retry-After"] = str(ratelimit.seconds_left(settings.ATHENA_LOGIN_RATE))
+    rates = (settings.ATHENA_LOGIN_RATE, settings.ATHENA_LOGIN_ADDRESS_RATE)
+    response["Retry-After"] = str(max(ratelimit.seconds_left(rate) for rate in rates))
     return response
 
 
