@@ -17,7 +17,7 @@ from oidc_provider.views import userinfo as provider_userinfo
 
 from athena_admin.identity import ratelimit
 from athena_admin.identity.backend import sso_configured
-from athena_admin.identity.services import client_is_active
+from athena_admin.identity.services import client_is_active, tokens_prune_stale
 
 
 def _too_many(request: HttpRequest) -> HttpResponse:
@@ -99,7 +99,10 @@ def token(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             status=400,
             headers={"Cache-Control": "no-store"},
         )
-    return TokenView.as_view()(request, *args, **kwargs)
+    response = TokenView.as_view()(request, *args, **kwargs)
+    if request.method == "POST" and response.status_code == 200:
+        tokens_prune_stale()  # at the pace tokens are issued, and bounded by the rate limit
+    return response
 
 
 def _refresh_too_late(request: HttpRequest, client: Client) -> bool:

@@ -211,3 +211,25 @@ def test_a_blank_or_spaced_api_scope_fails_the_system_check(settings: Any, scope
     assert "identity.E005" in [error.id for error in check_sso_settings()]
     settings.ATHENA_API_SCOPE = "athena.api"
     assert "identity.E005" not in [error.id for error in check_sso_settings()]
+
+
+def test_stale_token_rows_are_deleted_as_new_tokens_are_issued(
+    api: Any, operator: Any, athena_cli: Client, service_client: Client, settings: Any
+) -> None:
+    settings.ATHENA_OIDC_PROVIDER_REFRESH_SECONDS = 60
+    old = user_tokens(operator, athena_cli, "openid athena.api")
+    fresh = user_tokens(operator, athena_cli, "openid athena.api")
+    Token.objects.filter(access_token=old["access_token"]).update(
+        expires_at=timezone.now() - timedelta(seconds=61)
+    )
+    issued = api.post(
+        "/openid/token",
+        {
+            "grant_type": "client_credentials",
+            "client_id": "orchestrator",
+            "client_secret": "orchestrator-secret",
+        },
+    )
+    assert issued.status_code == 200
+    left = set(Token.objects.values_list("access_token", flat=True))
+    assert left == {fresh["access_token"], issued.json()["access_token"]}
