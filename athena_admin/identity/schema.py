@@ -13,8 +13,8 @@ class AthenaTokenScheme(OpenApiAuthenticationExtension):
         return {
             "type": "http",
             "scheme": "bearer",
-            "description": "An access token from Athena's /openid/token "
-            "(client-credentials grant). Never in the query string.",
+            "description": "An access token from Athena's /openid/token with the scope "
+            "athena.api (ATHENA_API_SCOPE), from a client allowed it. Never in the query string.",
         }
 
 
@@ -26,7 +26,8 @@ class ProviderTokenScheme(OpenApiAuthenticationExtension):
         return {
             "type": "http",
             "scheme": "bearer",
-            "description": "An access token from the configured external OIDC provider.",
+            "description": "An access token from the configured external OIDC provider, "
+            "issued for Athena (its audience, or the scope athena.api).",
         }
 
 
