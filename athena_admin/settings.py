@@ -223,6 +223,11 @@ ATHENA_PROBE_CONCURRENCY = env_int("ATHENA_PROBE_CONCURRENCY", 200)
 ATHENA_PROBE_SLOW_MS = env_float("ATHENA_PROBE_SLOW_MS", 2000.0)
 ATHENA_PROBE_FAILURES_TO_DOWN = env_int("ATHENA_PROBE_FAILURES_TO_DOWN", 3)
 ATHENA_PROBE_SUCCESSES_TO_HEALTHY = env_int("ATHENA_PROBE_SUCCESSES_TO_HEALTHY", 2)
+# Backend comparisons (backends/comparisons.py): the repetitions a run may ask for (and the
+# admin action's default), and the longest a run may take; a run stops at its limit.
+ATHENA_COMPARISON_REPETITIONS = env_int("ATHENA_COMPARISON_REPETITIONS", 3)
+ATHENA_COMPARISON_MAX_REPETITIONS = env_int("ATHENA_COMPARISON_MAX_REPETITIONS", 20)
+ATHENA_COMPARISON_MAX_SECONDS = env_int("ATHENA_COMPARISON_MAX_SECONDS", 300)
 # httpx logs every request at INFO: a probe round would log one line per backend.
 LOGGING.setdefault("loggers", {})["httpx"] = {"level": "WARNING"}
 

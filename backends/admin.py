@@ -13,6 +13,7 @@ from django.utils.html import format_html
 
 from backends import services, tasks
 from backends.charts import entry_charts
+from backends.comparison_admin import compare_backends  # also registers the comparison pages
 from backends.models import FallbackLink, LLMBackend, RequestSample, ServiceKey
 from backends.registry_yaml import registry_to_yaml
 
@@ -69,7 +70,13 @@ class LLMBackendAdmin(admin.ModelAdmin):
     search_fields = ["model_name", "endpoint_url", "upstream_model"]
     list_per_page = 50
     inlines = [FallbackInline]
-    actions = ["enable_selected", "disable_selected", "export_selected_yaml", "probe_now"]
+    actions = [
+        "enable_selected",
+        "disable_selected",
+        "export_selected_yaml",
+        "probe_now",
+        compare_backends,
+    ]
     change_form_template = "admin/backends/llmbackend/change_form.html"
     readonly_fields = [
         "health",

@@ -9,6 +9,7 @@ class BackendsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.backends.signals import connection_created
 
+        from backends import checks  # noqa: F401  (registers the system checks)
         from backends.aggregates import register_sqlite
         from backends.api import schema  # noqa: F401  (registers the OpenAPI auth extension)
 
