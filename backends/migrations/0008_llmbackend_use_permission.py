@@ -29,7 +29,7 @@ def revoke_use(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("backends", "0006_registry_table_llm_backends")]
+    dependencies = [("backends", "0007_comparisons")]
 
     operations = [
         migrations.AlterModelOptions(
