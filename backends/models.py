@@ -135,6 +135,8 @@ class LLMBackend(models.Model):
         db_table = "llm_backends"  # the plan's name for the registry table
         ordering = ["model_name"]
         verbose_name = "LLM backend"
+        # Checked by the gateway: who may send requests to the models (docs/gateway.md).
+        permissions = [("use_llmbackend", "Can use the model through the gateway")]
         indexes = [models.Index(fields=["enabled"]), models.Index(fields=["backend_type"])]
 
     def __str__(self) -> str:
