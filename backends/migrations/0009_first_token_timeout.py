@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('backends', '0007_comparisons'),
+        ('backends', '0008_llmbackend_use_permission'),
     ]
 
     operations = [
