@@ -36,6 +36,7 @@ from backends.endpoints import parse_endpoint_url
 from backends.models import BackendType, Health, HealthCheck, LLMBackend
 from routing._addresses import IPAddress, UnsafeEndpoint, resolve_checked
 from routing._backends import ProbeResult, backend_class
+from routing._compat_httpx import replace_pool
 
 __all__ = ["Observation", "ProbeOutcome", "next_health", "observe", "probe_entries"]
 
@@ -106,11 +107,14 @@ class CheckedTransport(httpx.AsyncHTTPTransport):
         ssl_context = ssl_context or httpx.create_ssl_context(trust_env=False)
         super().__init__(verify=ssl_context, trust_env=False)
         # httpx has no public knob for httpcore's network backend; swap the pool it built.
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections if keepalive else 0,
-            network_backend=network,
+        replace_pool(
+            self,
+            httpcore.AsyncConnectionPool(
+                ssl_context=ssl_context,
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections if keepalive else 0,
+                network_backend=network,
+            ),
         )
 
 

@@ -13,9 +13,8 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from mlx_lm.utils import load_tokenizer
-
 from .catalog import ModelEntry
+from .compat_mlx_lm import load_tokenizer
 from .provider import ModelProvider
 from .tools import template_supports_tools
 

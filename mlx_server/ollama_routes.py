@@ -216,7 +216,8 @@ class OllamaRoutes:
                 return list(context) + encode_text_no_special(model.tokenizer, tokens)
             return tokens
 
-        lease = await self._start(model_name, build, options, keep_alive, "prompt")
+        chars = len(prompt) + len(system or "")
+        lease = await self._start(model_name, build, chars, options, keep_alive, "prompt")
         splitter = None
         if not raw:  # raw: the caller wrote the template, and reads the text as it is
             splitter = answer_splitter(
@@ -247,7 +248,8 @@ class OllamaRoutes:
             chat, tools = prompt_with_tools(model.tokenizer, messages, tool_request, model_name)
             return encode_chat(model.tokenizer, chat, tools, think)
 
-        lease = await self._start(model_name, build, options, keep_alive, "messages")
+        chars = sum(len(m["content"]) for m in messages) + tool_request.text_size()
+        lease = await self._start(model_name, build, chars, options, keep_alive, "messages")
         splitter = answer_splitter(
             lease.model.tokenizer, lease.generation.prompt_token_ids, tool_request, think
         )
@@ -308,6 +310,7 @@ class OllamaRoutes:
         self,
         model_name: str,
         build: Any,
+        prompt_chars: int,
         options: params.GenerationOptions,
         keep_alive: float | None,
         prompt_param: str,
@@ -316,6 +319,7 @@ class OllamaRoutes:
             self.provider,
             model_name=model_name,
             build_prompt=build,
+            prompt_chars=prompt_chars,
             options=options,
             keep_alive_s=keep_alive,
             prompt_param=prompt_param,

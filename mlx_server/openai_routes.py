@@ -153,7 +153,8 @@ class OpenAIRoutes:
                 list(prompt) if isinstance(prompt, list) else encode_text(model.tokenizer, prompt)
             )
 
-        lease = await self._start(model_name, build, options, "prompt", body)
+        chars = len(prompt) if isinstance(prompt, str) else 0
+        lease = await self._start(model_name, build, chars, options, "prompt", body)
         return await self._respond(request, lease, model_name, body, stream, chat=False)
 
     async def chat_completions(self, request: Request) -> Response:
@@ -179,7 +180,8 @@ class OpenAIRoutes:
             chat, tools = prompt_with_tools(model.tokenizer, messages, tool_request, model_name)
             return encode_chat(model.tokenizer, chat, tools)
 
-        lease = await self._start(model_name, build, options, "messages", body)
+        chars = sum(len(m["content"]) for m in messages) + tool_request.text_size()
+        lease = await self._start(model_name, build, chars, options, "messages", body)
         splitter = answer_splitter(
             lease.model.tokenizer, lease.generation.prompt_token_ids, tool_request, None
         )
@@ -203,6 +205,7 @@ class OpenAIRoutes:
         self,
         model_name: str,
         build: Any,
+        prompt_chars: int,
         options: params.GenerationOptions,
         prompt_param: str,
         body: dict[str, Any],
@@ -216,6 +219,7 @@ class OpenAIRoutes:
             self.provider,
             model_name=model_name,
             build_prompt=build,
+            prompt_chars=prompt_chars,
             options=options,
             keep_alive_s=None,
             prompt_param=prompt_param,

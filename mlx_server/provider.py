@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -19,6 +20,7 @@ from .catalog import ModelCatalog, ModelEntry
 from .engine import Engine, LoadedWeights
 from .errors import ModelLoadFailed
 from .grammar import GrammarCompiler
+from .prompts import longest_token_chars
 from .settings import ServerSettings
 
 logger = logging.getLogger("mlx_server.provider")
@@ -48,6 +50,11 @@ class LoadedModel:
     @property
     def name(self) -> str:
         return self.entry.name
+
+    @functools.cached_property
+    def longest_token_chars(self) -> int:
+        """The most characters of text one token can stand for (prompts.py)."""
+        return longest_token_chars(self.tokenizer)
 
     @property
     def context_length(self) -> int:

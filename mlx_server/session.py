@@ -23,7 +23,7 @@ from .errors import ClientGone, GenerationFailed, InvalidRequest
 from .grammar import GrammarProcessor
 from .logprobs import TokenLogprobs
 from .params import GenerationOptions, budget
-from .prompts import encode_text
+from .prompts import encode_text, off_the_loop, refuse_what_cannot_fit
 from .provider import LoadedModel, ModelProvider
 from .sampling import make_sequence_sampler
 from .textstream import TextAssembler
@@ -206,16 +206,25 @@ async def start_generation(
     *,
     model_name: str,
     build_prompt: Callable[[LoadedModel], list[int]],
+    prompt_chars: int,
     options: GenerationOptions,
     keep_alive_s: float | None,
     prompt_param: str,
     max_tokens_param: str,
     clamp: bool,
 ) -> Lease:
-    """Load the model, encode the prompt, check it fits, and claim an engine slot."""
+    """Load the model, encode the prompt, check it fits, and claim an engine slot.
+
+    `prompt_chars` is the length of the text `build_prompt` will tokenise: a prompt that
+    cannot fit is refused before any tokenising, and tokenising is done off the loop.
+    """
     model, load_ns = await provider.acquire(model_name)
     try:
-        prompt_tokens = build_prompt(model)
+        longest = await off_the_loop(lambda: model.longest_token_chars)
+        refuse_what_cannot_fit(
+            prompt_chars, context=model.context_length, longest=longest, param=prompt_param
+        )
+        prompt_tokens = await off_the_loop(lambda: build_prompt(model))
         if not prompt_tokens:
             raise InvalidRequest(f"'{prompt_param}' must not be empty", param=prompt_param)
         max_tokens = budget(
@@ -263,16 +272,29 @@ async def embed_inputs(
     try:
         if model.embedding_size is None:
             raise InvalidRequest(f"model '{model_name}' cannot produce embeddings", param="model")
-        token_lists = []
+        longest = await off_the_loop(lambda: model.longest_token_chars)
+        texts: list[str | list[int]] = []
         for i, item in enumerate(request.inputs):
-            if isinstance(item, str):
-                token_lists.append(encode_text(model.tokenizer, item))
-            elif max(item) >= model.grammars.vocab_size:
-                raise InvalidRequest(
-                    f"'{param}[{i}]' holds a token id outside the vocabulary", param=f"{param}[{i}]"
-                )
+            if isinstance(item, tuple):
+                if max(item) >= model.grammars.vocab_size:
+                    raise InvalidRequest(
+                        f"'{param}[{i}]' holds a token id outside the vocabulary",
+                        param=f"{param}[{i}]",
+                    )
+                texts.append(list(item))
+            elif request.truncate:
+                # Cut what cannot fit before tokenising it: the tokens kept are the same.
+                texts.append(item[: model.context_length * longest * 4])
             else:
-                token_lists.append(list(item))
+                refuse_what_cannot_fit(
+                    len(item), context=model.context_length, longest=longest, param=f"{param}[{i}]"
+                )
+                texts.append(item)
+
+        def tokenize() -> list[list[int]]:
+            return [t if isinstance(t, list) else encode_text(model.tokenizer, t) for t in texts]
+
+        token_lists = await off_the_loop(tokenize)
         token_lists = fit(request, token_lists, model.context_length, model.embedding_size, param)
         vectors = await asyncio.wrap_future(model.engine.embed(token_lists))
     finally:

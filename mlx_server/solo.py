@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import mlx.core as mx
-from mlx_lm.models.cache import make_prompt_cache
-from mlx_lm.sample_utils import greedy_sampler
 
+from .compat_mlx_lm import greedy_sampler, make_prompt_cache
 from .logprobs import read_logprobs
 from .relay import TokenEvent
 

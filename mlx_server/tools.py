@@ -73,6 +73,10 @@ class ToolRequest:
     # "auto", "none", "required", or a function name (OpenAI's named tool_choice).
     choice: str = "auto"
 
+    def text_size(self) -> int:
+        """Characters the offered tools add to the prompt, about (for the prompt-size cap)."""
+        return sum(len(json.dumps(t.template_entry())) for t in self.offered)
+
     @property
     def offered(self) -> tuple[ToolSpec, ...]:
         """The tools shown to the model: none for tool_choice "none"."""

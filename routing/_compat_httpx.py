@@ -6,8 +6,14 @@
 exactly as httpx and curl do. httpx has no public function for it, and ignores the
 environment's proxies when given its own transport, as the router's client is.
 
-An httpx outside ``SUPPORTED`` or without the attribute makes ``import routing._router``
-raise ImportError naming what changed, instead of the router quietly ignoring proxies.
+``replace_pool()`` swaps the httpcore connection pool an ``httpx.AsyncHTTPTransport`` built
+for one of the caller's (``transport._pool``): httpx has no public way to give its transport
+another httpcore network backend, which the probes need to connect only to checked addresses
+(backends/probes.py).
+
+An httpx outside ``SUPPORTED`` or without these attributes makes the import raise ImportError
+naming what changed, instead of the router quietly ignoring proxies or probes connecting
+unchecked.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["SUPPORTED", "check", "environment_proxies"]
+__all__ = ["SUPPORTED", "check", "environment_proxies", "replace_pool"]
 
 # The httpx releases whose private attributes below were read and tested (major, minor).
 SUPPORTED = ((0, 28),)
@@ -41,6 +47,13 @@ def check(module: Any, version: str) -> Callable[[], dict[str, str | None]]:
             f"httpx {version} has no _utils.get_environment_proxies(); "
             "routing/_compat_httpx.py needs updating"
         )
+    # Read from the constructor's code, not an instance: building a transport at import would
+    # cost an SSL context (milliseconds) on every `import routing`.
+    if "_pool" not in module.AsyncHTTPTransport.__init__.__code__.co_names:
+        raise ImportError(
+            f"httpx {version}'s AsyncHTTPTransport has no _pool; "
+            "routing/_compat_httpx.py needs updating"
+        )
     return reader  # type: ignore[no-any-return]
 
 
@@ -54,3 +67,8 @@ def environment_proxies() -> dict[str, str | None]:
     Empty when no proxy variable is set.
     """
     return dict(_get_environment_proxies())
+
+
+def replace_pool(transport: httpx.AsyncHTTPTransport, pool: Any) -> None:
+    """Make the transport send through the given httpcore connection pool."""
+    transport._pool = pool

@@ -97,7 +97,7 @@ class RouteTable:
     def __init__(
         self,
         *,
-        client: httpx.AsyncClient,
+        client: Callable[[], httpx.AsyncClient],
         admin_url: str | None,
         service_key: str | None,
         ttl: float,
@@ -119,7 +119,8 @@ class RouteTable:
         self._outage_retry = min(outage_retry, ttl) if ttl > 0 else outage_retry
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
-        self._inflight: dict[str, asyncio.Future[Route]] = {}
+        # Look-ups in flight, per event loop (a future belongs to the loop that made it).
+        self._inflight: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[Route]] = {}
         self.admin_lookups = 0
 
     async def get(self, model: str) -> Route:
@@ -136,13 +137,14 @@ class RouteTable:
             raise ModelNotConfigured(
                 model, f"model '{model}' is not in the routes file and no admin is configured"
             )
-        task = self._inflight.get(model)
+        key = (asyncio.get_running_loop(), model)
+        task = self._inflight.get(key)
         if task is None:
             # Single flight: one look-up per model however many callers miss at once. The
             # task outlives a cancelled first caller, so the others still get their answer.
             task = asyncio.ensure_future(self._refresh(model, entry))
-            self._inflight[model] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(model, None))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
         return await asyncio.shield(task)
 
     def ages(self) -> dict[str, float]:
@@ -174,7 +176,7 @@ class RouteTable:
         url = f"{self._admin_url}/api/route/{quote(model, safe=':/')}"
         self.admin_lookups += 1
         try:
-            response = await self._client.get(url, headers=headers, timeout=self._timeout)
+            response = await self._client().get(url, headers=headers, timeout=self._timeout)
         except httpx.HTTPError as exc:
             return self._outage(model, entry, f"{type(exc).__name__}: {exc}")
         status = response.status_code
@@ -255,7 +257,7 @@ class RouteTable:
         if self._admin_url is None:
             return routes
         try:
-            response = await self._client.get(
+            response = await self._client().get(
                 f"{self._admin_url}/api/routes", headers=self._headers, timeout=self._timeout
             )
         except httpx.HTTPError as exc:

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from athena_admin.gateway import ollama, openai
 from athena_admin.gateway.answer import overhead_headers
-from athena_admin.gateway.auth import Authenticator
+from athena_admin.gateway.auth import Authenticator, ChecksOverloaded
 from athena_admin.gateway.catalog import ModelCatalog
 from athena_admin.gateway.config import GatewayConfig
 from athena_admin.gateway.errors import GatewayError, from_routing_error
@@ -192,6 +192,14 @@ class GatewayApp:
                 principal = await self.gateway.auth.authenticate(
                     api_key, authorization, client[0] if client else None
                 )
+            except ChecksOverloaded:
+                error = GatewayError(
+                    429,
+                    "too many credential checks from this address; try again in a second",
+                    code="rate_limit_exceeded",
+                )
+                await _send_error(send, _protocol(path), error, started, retry_after=1)
+                return
             except Exception:
                 # The bearer hook could not check the token (its provider is down): 503,
                 # not 401, so clients retry instead of dropping their credentials.
@@ -213,6 +221,17 @@ class GatewayApp:
                     kind="invalid_request_error",
                 )
                 await _send_error(send, _protocol(path), error, started, www_authenticate=True)
+                return
+            if not principal.may_use_models:
+                # A valid key or token of a user without backends.use_llmbackend: every
+                # model route, listings included, is refused (docs/gateway.md).
+                error = GatewayError(
+                    403,
+                    "forbidden: this account may not use models "
+                    "(it needs the backends.use_llmbackend permission)",
+                    code="permission_denied",
+                )
+                await _send_error(send, _protocol(path), error, started)
                 return
             scope["athena.principal"] = principal
 
@@ -298,6 +317,7 @@ async def _send_error(
     started: float,
     *,
     www_authenticate: bool = False,
+    retry_after: int | None = None,
 ) -> None:
     body = protocol.error_body(error)
     headers = [
@@ -307,6 +327,8 @@ async def _send_error(
     ]
     if www_authenticate:
         headers.append((b"www-authenticate", b'Bearer realm="athena"'))
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -26,6 +26,27 @@ def test_a_missing_private_attribute_fails_loudly():
         _compat_httpx.check(without, httpx.__version__)
 
 
+def test_a_transport_without_its_pool_attribute_fails_loudly():
+    class Transport:
+        def __init__(self) -> None:
+            self.pool = None
+
+    without = types.SimpleNamespace(_utils=httpx._utils, AsyncHTTPTransport=Transport)
+    with pytest.raises(ImportError, match="has no _pool"):
+        _compat_httpx.check(without, httpx.__version__)
+
+
+async def test_replace_pool_makes_the_transport_send_through_the_given_pool():
+    class Pool:
+        async def handle_async_request(self, request):
+            raise httpx.ConnectError("sent through the replaced pool")
+
+    transport = httpx.AsyncHTTPTransport()
+    _compat_httpx.replace_pool(transport, Pool())
+    with pytest.raises(httpx.ConnectError, match="replaced pool"):
+        await transport.handle_async_request(httpx.Request("GET", "http://127.0.0.1:9/"))
+
+
 def test_environment_proxies_reads_the_proxy_variables(monkeypatch):
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
