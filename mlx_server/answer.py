@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .thinking import ThinkingSplitter, opened_by_prompt, supports_thinking
-from .tools import ToolCall, ToolCallScanner, ToolRequest, scanner_for
+from .tool_calls import ToolCall, ToolCallScanner, scanner_for
+from .tools import ToolRequest
 
 
 @dataclass

@@ -25,7 +25,8 @@ from .prompts import encode_chat, encode_text, validate_messages
 from .provider import LoadedModel, ModelProvider
 from .session import Lease, embed_inputs, start_generation, unless_disconnected
 from .structured import openai_response_format
-from .tools import openai_call_deltas, parse_tools, prompt_with_tools
+from .tool_calls import openai_call_deltas
+from .tools import parse_tools, prompt_with_tools
 from .wire import (
     ClosingStream,
     optional_bool,

@@ -19,7 +19,7 @@ from openai.types.chat import ChatCompletionMessage, ChatCompletionMessageFuncti
 
 from mlx_server.answer import Parts
 from mlx_server.ollama_routes import message
-from mlx_server.tools import ToolCallScanner
+from mlx_server.tool_calls import ToolCallScanner
 
 from .conftest import MODEL_NAME, ServerProcess, start_server
 

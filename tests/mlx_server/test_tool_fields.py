@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlx_server.errors import InvalidRequest
-from mlx_server.tools import ToolCall, ToolCallScanner, ToolRequest, parse_tools, tool_fields
+from mlx_server.tool_calls import ToolCall, ToolCallScanner
+from mlx_server.tools import ToolRequest, parse_tools, tool_fields
 
 from .conftest import MODEL_NAME, ServerProcess
 
