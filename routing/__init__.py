@@ -32,6 +32,7 @@ from routing._exceptions import (
     UpstreamTimeout,
 )
 from routing._types import (
+    MAX_MODEL_NAME_CHARS,
     Finish,
     GenerateResult,
     GenerationRequest,
@@ -60,6 +61,7 @@ __all__ = [
     "GenerationRequest",
     "InvalidRequest",
     "LLMRouter",
+    "MAX_MODEL_NAME_CHARS",
     "ModelNotConfigured",
     "ProbeResult",
     "ResponseStream",

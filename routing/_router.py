@@ -280,6 +280,10 @@ class LLMRouter:
         """
         return self._routes.ages()
 
+    def cached_routes(self) -> list[Route]:
+        """Every route known without a look-up (routes file and cache), e.g. during an outage."""
+        return self._routes.known_routes()
+
     def has_route(self, model: str) -> bool:
         """Whether the model has a known route now (routes file or cache), without a look-up."""
         return self._routes.has_route(model)
@@ -368,8 +372,8 @@ class LLMRouter:
                 if ttft is None:
                     yield Started(target, fallback)  # an answer with no text
             except UpstreamError as exc:
-                if exc.status_code == 429:
-                    breaker.record_neutral()
+                if exc.overloaded:
+                    breaker.record_neutral()  # at capacity, not broken
                 elif exc.retryable:
                     breaker.record_failure()
                 else:
@@ -384,6 +388,7 @@ class LLMRouter:
                     fallback,
                     exc.error_kind,
                     exc.status_code,
+                    overload=exc.overloaded,
                 )
                 if chars:
                     raise StreamInterrupted(exc, chars) from exc
@@ -472,6 +477,8 @@ class LLMRouter:
         fallback: bool,
         error_kind: str | None,
         status_code: int | None,
+        *,
+        overload: bool = False,
     ) -> None:
         if not self._metrics.enabled and self._on_sample is None:
             return
@@ -496,6 +503,9 @@ class LLMRouter:
             "tokens_per_sec": finish.tokens_per_sec if finish else None,
             "fallback": fallback,
             "stream": request.stream,
+            # At capacity (a 429, or a 503 with Retry-After): not the target's failure. For
+            # on_sample observers (the gateway's metrics); not shipped to the admin.
+            "overload": overload,
         }
         if self._on_sample is not None:
             try:

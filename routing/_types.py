@@ -13,6 +13,7 @@ __all__ = [
     "GenerateResult",
     "GenerationRequest",
     "HEALTH_STATES",
+    "MAX_MODEL_NAME_CHARS",
     "Route",
     "Started",
     "StreamEvent",
@@ -21,6 +22,9 @@ __all__ = [
 ]
 
 HEALTH_STATES = ("unknown", "healthy", "degraded", "down")
+# Longer than any model name Ollama, Hugging Face or the registry (255) uses; a name over
+# 64 KiB broke the route look-up's URL before this was checked (routing._routes.route_path).
+MAX_MODEL_NAME_CHARS = 1024
 _ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 

@@ -28,10 +28,15 @@ _MAX_CACHED = 10_000
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who a request is from; ``kind`` is ``service_key``, ``bearer`` or ``loopback``."""
+    """Who a request is from; ``kind`` is ``service_key``, ``bearer`` or ``loopback``.
+
+    ``operator``: a user who may change registry entries (or a superuser); only operators
+    read endpoint URLs and upstreams' own error text in answers (docs/gateway.md).
+    """
 
     name: str
     kind: str
+    operator: bool = False
 
 
 LOOPBACK = Principal("loopback", "loopback")
@@ -74,8 +79,30 @@ def _check_service_key(raw: str) -> Principal | None:
     if key.owner is not None:
         if not key.owner.is_active:
             return None
-        return Principal(key.owner.get_username(), "service_key")
+        return Principal(key.owner.get_username(), "service_key", _is_operator(key.owner))
     return Principal(f"service:{key.name}", "service_key")
+
+
+# The permission that lets a user edit the registry, where endpoint URLs are plain to read.
+OPERATOR_PERMISSION = "backends.change_llmbackend"
+
+
+def _is_operator(user: Any) -> bool:
+    """Whether a user may read endpoint URLs: a superuser, or one who may change entries."""
+    if getattr(user, "is_superuser", False):
+        return True
+    has_perm = getattr(user, "has_perm", None)
+    return bool(callable(has_perm) and has_perm(OPERATOR_PERMISSION))
+
+
+def _bearer_principal(hook: Callable[[str], Any]) -> Callable[[str], Principal | None]:
+    """Run a sync bearer hook and make its answer a Principal (in the hook's worker thread)."""
+
+    def check(credentials: str) -> Principal | None:
+        who = hook(credentials)
+        return Principal(_name_of(who), "bearer", _is_operator(who)) if who else None
+
+    return check
 
 
 class Authenticator:
@@ -89,7 +116,9 @@ class Authenticator:
         self._cache: dict[bytes, tuple[Principal | None, float]] = {}
         self._check_key = sync_to_async(_closing_connection(_check_service_key))
         self._check_bearer = (
-            sync_to_async(_closing_connection(self._bearer)) if self._bearer is not None else None
+            sync_to_async(_closing_connection(_bearer_principal(self._bearer)))
+            if self._bearer is not None
+            else None
         )
 
     async def authenticate(
@@ -128,11 +157,12 @@ class Authenticator:
         # The hook (e.g. identity's authenticate_bearer) may be sync and use the ORM: run it
         # in the same worker thread as key checks, off the event loop.
         if inspect.iscoroutinefunction(self._bearer):
+            # An async hook cannot ask the ORM for permissions here: never an operator.
             who = await self._bearer(credentials)
-        else:
-            assert self._check_bearer is not None
-            who = await self._check_bearer(credentials)
-        return Principal(_name_of(who), "bearer") if who else None
+            return Principal(_name_of(who), "bearer") if who else None
+        assert self._check_bearer is not None
+        principal: Principal | None = await self._check_bearer(credentials)
+        return principal
 
 
 def _name_of(who: Any) -> str:

@@ -107,3 +107,11 @@ def entry() -> Callable[..., Any]:
 @pytest.fixture
 def auth(service_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {service_key}"}
+
+
+@pytest.fixture
+def operator_auth(operator: Any) -> dict[str, str]:
+    """A personal key of a registry operator: may read endpoint URLs in answers."""
+    from backends.services import service_key_create
+
+    return {"Authorization": f"Bearer {service_key_create(name='olivia', owner=operator)[1]}"}
