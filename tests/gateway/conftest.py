@@ -115,3 +115,7 @@ def operator_auth(operator: Any) -> dict[str, str]:
     from backends.services import service_key_create
 
     return {"Authorization": f"Bearer {service_key_create(name='olivia', owner=operator)[1]}"}
+
+
+# The scripted upstream (any status, headers and bytes) for the property-based tests.
+from tests.gateway.scripted_upstream import _reset_script, script, scripted_url  # noqa: E402,F401
