@@ -200,7 +200,14 @@ def from_routing_error(
                 retry_after=max(1, math.ceil(wait)) if wait is not None else 1,
                 overloaded=True,
             )
-        return GatewayError(all_failed_status(exc), message, code="all_targets_failed")
+        status = all_failed_status(exc)
+        if status == LOOP_DETECTED:
+            message = (
+                f"loop detected: model '{exc.model}' is routed back through an Athena gateway "
+                "(X-Athena-Hops); an endpoint of its entries points at a gateway"
+            )
+            return GatewayError(status, message, code="loop_detected")
+        return GatewayError(status, message, code="all_targets_failed")
     if isinstance(exc, UpstreamStatusError):
         # A 4xx the upstream says is the request's fault: every target would refuse it alike.
         if operator:
