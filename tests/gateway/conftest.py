@@ -27,12 +27,12 @@ def _reset(ollama_behavior: Behavior, openai_behavior: Behavior) -> None:
     openai_behavior.reset()
 
 
-def serve_gateway(config: GatewayConfig) -> RunningServer:
+def serve_gateway(config: GatewayConfig, router: Any = None) -> RunningServer:
     """Run the gateway app in a thread, lifespan on; return once it accepts connections."""
     sock = bind_free_socket()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(config),
+            create_app(config, router=router),
             lifespan="on",
             log_level="warning",
             access_log=False,
