@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from athena_admin import counters
 from backends.models import Health
 from backends.selectors import entries_for_metrics, probe_counts_since
 from backends.services import looks_like_service_key, service_key_authenticate
@@ -150,4 +151,5 @@ def metrics(request: HttpRequest) -> HttpResponse:
         )
         response["WWW-Authenticate"] = 'Bearer realm="athena"'
         return response
-    return HttpResponse(generate_latest(_registry), content_type=CONTENT_TYPE_LATEST)
+    body = generate_latest(_registry) + generate_latest(counters.REGISTRY)
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)

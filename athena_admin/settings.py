@@ -12,6 +12,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from athena_admin.env import env_bool, env_float, env_int, env_list, env_str
+from routing._addresses import DEFAULT_ALLOWED_NETWORKS
 from routing.logs import log_format, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -41,6 +42,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc as static files: /api/docs works offline
     "django_celery_beat",
     "backends",
     "mozilla_django_oidc",
@@ -118,7 +120,7 @@ REST_FRAMEWORK: dict[str, Any] = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["backends.api.permissions.RegistryModelPermissions"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "backends.api.parsers.BoundedJSONParser",
         "backends.api.parsers.JSONOrFormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
@@ -132,7 +134,14 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "LLM backend registry, routing look-ups and metrics ingest.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # The schema and its viewers for whoever may read the API: the view permission, which
+    # viewers, operators, service keys and their personal keys hold.
+    "SERVE_PERMISSIONS": ["backends.api.permissions.MayReadRegistry"],
+    # Served from our own static files (drf-spectacular-sidecar, pinned), never a CDN: a
+    # self-hosted machine often cannot reach one, and `@latest` changes under us.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Athena ---
@@ -140,9 +149,9 @@ SPECTACULAR_SETTINGS = {
 ATHENA_DEFAULT_OLLAMA_URL = env_str("ATHENA_DEFAULT_OLLAMA_URL", "http://localhost:11434")
 # Networks a backend endpoint may live in: the registry's URLs are fetched by the server,
 # so they are an SSRF surface. Loopback and the private LAN ranges a home lab uses.
+# The default list is routing's, so the gateway and get_llm_router() default alike.
 ATHENA_ALLOWED_BACKEND_NETWORKS = env_list(
-    "ATHENA_ALLOWED_BACKEND_NETWORKS",
-    ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
+    "ATHENA_ALLOWED_BACKEND_NETWORKS", list(DEFAULT_ALLOWED_NETWORKS)
 )
 # Host names are resolved when checked; set false to accept names that do not resolve yet.
 ATHENA_RESOLVE_BACKEND_HOSTS = env_bool("ATHENA_RESOLVE_BACKEND_HOSTS", True)
@@ -213,6 +222,11 @@ ATHENA_PROBE_CONCURRENCY = env_int("ATHENA_PROBE_CONCURRENCY", 200)
 ATHENA_PROBE_SLOW_MS = env_float("ATHENA_PROBE_SLOW_MS", 2000.0)
 ATHENA_PROBE_FAILURES_TO_DOWN = env_int("ATHENA_PROBE_FAILURES_TO_DOWN", 3)
 ATHENA_PROBE_SUCCESSES_TO_HEALTHY = env_int("ATHENA_PROBE_SUCCESSES_TO_HEALTHY", 2)
+# Backend comparisons (backends/comparisons.py): the repetitions a run may ask for (and the
+# admin action's default), and the longest a run may take; a run stops at its limit.
+ATHENA_COMPARISON_REPETITIONS = env_int("ATHENA_COMPARISON_REPETITIONS", 3)
+ATHENA_COMPARISON_MAX_REPETITIONS = env_int("ATHENA_COMPARISON_MAX_REPETITIONS", 20)
+ATHENA_COMPARISON_MAX_SECONDS = env_int("ATHENA_COMPARISON_MAX_SECONDS", 300)
 # httpx logs every request at INFO: a probe round would log one line per backend.
 LOGGING.setdefault("loggers", {})["httpx"] = {"level": "WARNING"}
 
@@ -291,11 +305,19 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
     "user": env_str("ATHENA_API_USER_RATE", "" if DEBUG else "6000/minute") or None,
 }
 # Throttles, the limiter and the bearer cache share it: use Redis with several processes.
+# While Redis is unreachable each process falls back to its own memory (athena_admin/cache.py):
+# limits stay on, per process, instead of every request failing.
 if env_str("ATHENA_CACHE_URL"):
+    _cache_timeout = env_float("ATHENA_CACHE_TIMEOUT_SECONDS", 0.5)
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "athena_admin.cache.FailOpenRedisCache",
             "LOCATION": env_str("ATHENA_CACHE_URL"),
+            "OPTIONS": {
+                "socket_connect_timeout": _cache_timeout,
+                "socket_timeout": _cache_timeout,
+                "FAIL_OPEN_RETRY_SECONDS": env_float("ATHENA_CACHE_RETRY_SECONDS", 5.0),
+            },
         }
     }
 

@@ -3,23 +3,27 @@
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.html import format_html
 
-from backends import services
+from backends import services, tasks
 from backends.charts import entry_charts
-from backends.models import FallbackLink, Health, LLMBackend, RequestSample, ServiceKey
-from backends.probes import probe_entries
+from backends.comparison_admin import compare_backends  # also registers the comparison pages
+from backends.models import FallbackLink, LLMBackend, RequestSample, ServiceKey
 from backends.registry_yaml import registry_to_yaml
 
-_BADGE: dict[str, str] = {
-    Health.HEALTHY: "#1a7f37",
-    Health.DEGRADED: "#9a6700",
-    Health.DOWN: "#cf222e",
-}
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class FallbackFormSet(BaseInlineFormSet):
@@ -50,6 +54,8 @@ class FallbackInline(admin.TabularInline):
 
 @admin.register(LLMBackend)
 class LLMBackendAdmin(admin.ModelAdmin):
+    # Fits 1280 px beside the sidebar and the filters: health is one compact badge (its check
+    # time and error under it and on hover), performance one column (its parts on hover).
     list_display = [
         "model_name",
         "backend_type",
@@ -58,19 +64,19 @@ class LLMBackendAdmin(admin.ModelAdmin):
         "enabled",
         "priority",
         "health_badge",
-        "health_checked_at",
-        "last_error",
-        "tokens_per_sec",
-        "latency_ms",
-        "load_time",
-        "total_requests",
-        "total_errors",
+        "performance",
     ]
     list_filter = ["backend_type", "enabled", "health"]
     search_fields = ["model_name", "endpoint_url", "upstream_model"]
     list_per_page = 50
     inlines = [FallbackInline]
-    actions = ["enable_selected", "disable_selected", "export_selected_yaml", "probe_now"]
+    actions = [
+        "enable_selected",
+        "disable_selected",
+        "export_selected_yaml",
+        "probe_now",
+        compare_backends,
+    ]
     change_form_template = "admin/backends/llmbackend/change_form.html"
     readonly_fields = [
         "health",
@@ -127,45 +133,90 @@ class LLMBackendAdmin(admin.ModelAdmin):
         ("History", {"fields": ["created_by", "created_at", "updated_at"]}),
     ]
 
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        # The list needs the width: without the app sidebar (the breadcrumbs and the index
+        # still lead everywhere) eight columns and the filters fit 1280 px.
+        extra_context = {**(extra_context or {}), "is_nav_sidebar_enabled": False}
+        return super().changelist_view(request, extra_context)
+
+    def get_fieldsets(self, request: HttpRequest, obj: LLMBackend | None = None) -> Any:
+        # A new entry has no health, figures or history yet: the add form shows what to fill.
+        fieldsets = super().get_fieldsets(request, obj)
+        return fieldsets if obj is not None else fieldsets[:2]
+
     @admin.display(description="health", ordering="health")
     def health_badge(self, entry: LLMBackend) -> str:
-        if entry.health == Health.UNKNOWN:
-            return ""
+        checked = (
+            f"checked {entry.health_checked_at:%Y-%m-%d %H:%M:%S} UTC"
+            if entry.health_checked_at
+            else "never probed"
+        )
+        hover = f"{checked}: {entry.health_error}" if entry.health_error else checked
         return format_html(
-            '<span style="color:{};font-weight:bold" title="{}">● {}</span>',
-            _BADGE[entry.health],
-            entry.health_error,
+            '<span class="health-badge {}" title="{}">● {}</span>{}',
+            entry.health,
+            hover,
             entry.get_health_display(),
+            format_html('<br><small class="last-error">{}</small>', _shorten(entry.health_error))
+            if entry.health_error
+            else "",
         )
 
-    @admin.display(description="last error")
-    def last_error(self, entry: LLMBackend) -> str:
-        error = entry.health_error
-        return error if len(error) <= 60 else error[:59] + "…"
-
-    @admin.display(description="tok/s", ordering="avg_tokens_per_sec")
-    def tokens_per_sec(self, entry: LLMBackend) -> str:
-        return "" if entry.avg_tokens_per_sec is None else f"{entry.avg_tokens_per_sec:.1f}"
-
-    @admin.display(description="latency ms", ordering="avg_latency_ms")
-    def latency_ms(self, entry: LLMBackend) -> str:
-        return "" if entry.avg_latency_ms is None else f"{entry.avg_latency_ms:.0f}"
-
-    @admin.display(description="last load ms", ordering="last_cold_start_at")
-    def load_time(self, entry: LLMBackend) -> str:
-        """The newest cold start's model-load time; its date in the tooltip."""
-        if entry.last_load_ms is None or entry.last_cold_start_at is None:
-            return ""
+    @admin.display(description="performance", ordering="avg_tokens_per_sec")
+    def performance(self, entry: LLMBackend) -> str:
+        """Tokens/s and latency, then the call counts and the newest cold start's load time."""
+        if entry.total_requests == 0 and entry.avg_tokens_per_sec is None:
+            return format_html('<span class="perf-none">{}</span>', "no calls yet")
+        speed = [
+            f"{entry.avg_tokens_per_sec:.1f} tok/s" if entry.avg_tokens_per_sec is not None else "",
+            f"{entry.avg_latency_ms:.0f} ms" if entry.avg_latency_ms is not None else "",
+        ]
+        load = ""
+        if entry.last_load_ms is not None and entry.last_cold_start_at is not None:
+            load = format_html(
+                ', <span class="last-load" title="cold start at {}">load {} ms</span>',
+                entry.last_cold_start_at.isoformat(timespec="seconds"),
+                f"{entry.last_load_ms:.0f}",
+            )
         return format_html(
-            '<span title="cold start at {}">{}</span>',
-            entry.last_cold_start_at.isoformat(timespec="seconds"),
-            f"{entry.last_load_ms:.0f}",
+            '<span class="perf" title="mean tokens/s and latency of successful calls; calls and'
+            ' errors routers reported">{}</span><br><small>{}, {}{}</small>',
+            " · ".join(part for part in speed if part) or "–",
+            _count(entry.total_requests, "call"),
+            _count(entry.total_errors, "error"),
+            load,
         )
 
     def save_model(self, request: HttpRequest, obj: LLMBackend, form: Any, change: bool) -> None:
-        if not change:
-            obj.created_by = request.user  # type: ignore[assignment]
-        super().save_model(request, obj, form, change)
+        """Write through the services, as the API does (rename rule, duplicate check)."""
+        # Only what the operator changed: an untouched upstream_model follows a rename.
+        fields = {name: form.cleaned_data[name] for name in form.changed_data}
+        if change:
+            stored = LLMBackend.objects.get(pk=obj.pk)
+            saved = services.backend_update(entry=stored, fields=fields)
+        else:
+            fields = {name: form.cleaned_data[name] for name in services.BACKEND_FIELDS
+                      if name in form.cleaned_data}  # fmt: skip
+            user = request.user if isinstance(request.user, AbstractBaseUser) else None
+            saved = services.backend_create(fields=fields, user=user)
+        # The inline fallback formset saves against this instance next: make it the row.
+        obj.pk = saved.pk
+        obj.refresh_from_db()
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: Any = None,
+    ) -> Any:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except services.DuplicateModel as exc:
+            # Another save took the name between the form's check and ours (the unique index
+            # decided); the whole save was rolled back.
+            self.message_user(request, f"{exc}; nothing was saved.", messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
@@ -177,10 +228,16 @@ class LLMBackendAdmin(admin.ModelAdmin):
 
     @admin.action(description="Probe selected backends now", permissions=["change"])
     def probe_now(self, request: HttpRequest, queryset: QuerySet[LLMBackend]) -> None:
-        outcomes = probe_entries(entry_ids=list(queryset.values_list("pk", flat=True)))
-        summary = ", ".join(f"{o.model_name}: {o.health}" for o in outcomes[:20])
-        more = f" and {len(outcomes) - 20} more" if len(outcomes) > 20 else ""
-        self.message_user(request, f"Probed {len(outcomes)}: {summary}{more}.", messages.INFO)
+        # A worker probes them: a probe can take the whole probe timeout per entry, which a
+        # request should not wait for. On commit, so the worker sees what this request sees.
+        entry_ids = list(queryset.values_list("pk", flat=True))
+        transaction.on_commit(lambda: tasks.probe_entries.delay(entry_ids))
+        self.message_user(
+            request,
+            f"Probe queued for {len(entry_ids)} backend(s); their health updates when a worker "
+            "has probed them (reload in a few seconds).",
+            messages.INFO,
+        )
 
     @admin.action(description="Enable selected backends", permissions=["change"])
     def enable_selected(self, request: HttpRequest, queryset: QuerySet[LLMBackend]) -> None:

@@ -1,7 +1,11 @@
-"""Reads behind the operator's dashboard: every chain, its health and its last 24 hours.
+"""Reads behind the operator's dashboard: every chain, its health and its traffic over a range.
 
 Plain functions over the registry, each a fixed number of queries whatever the number of
-entries (the aggregates are computed by the database, grouped by entry and hour).
+entries. Figures come from the request samples, aggregated by the database per entry, per
+target (entry, backend type, endpoint) and per time slot: the hourly roll-ups hold neither
+time-to-first-token percentiles, nor errors by kind, nor fallbacks, nor anything per target,
+and percentiles cannot be added up from hourly ones. Samples are kept
+ATHENA_SAMPLE_RETENTION_DAYS (30 by default), which covers the longest range.
 """
 
 from __future__ import annotations
@@ -11,59 +15,110 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, F, FloatField, Max, Q, Sum
-from django.db.models.functions import Cast, TruncHour
+from django.conf import settings
+from django.db.models import Avg, Count, DateTimeField, Max, Q
+from django.db.models.functions import Trunc
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
-from backends.charts import health_strip, lines_chart
-from backends.models import (
-    FallbackLink,
-    HealthCheck,
-    HourlyRollup,
-    LLMBackend,
-    RequestSample,
-)
+from backends.aggregates import Percentile
+from backends.charts import WORST_FIRST, HealthCell, health_strip, lines_chart
+from backends.models import FallbackLink, Health, HealthCheck, LLMBackend, RequestSample
 from backends.selectors import targets_for_entry
 
-__all__ = ["Dashboard", "EntryPanel", "dashboard"]
+__all__ = ["RANGES", "Dashboard", "EntryPanel", "TimeRange", "dashboard"]
 
-HOURS = 24
-# Health's values, worst first (plain strings: the ORM's aggregate keys are strings).
-_WORST_FIRST = ["down", "degraded", "healthy"]
-_UNKNOWN = "unknown"
+
+@dataclass(frozen=True)
+class TimeRange:
+    """A window ending now, cut into slots of one `unit` (a Trunc kind)."""
+
+    key: str
+    label: str
+    unit: str
+    step: timedelta
+    slots: int
+
+    def window(self, now: datetime) -> list[datetime]:
+        """The slots' starts, oldest first; the last one holds now."""
+        start = now.replace(second=0, microsecond=0)
+        if self.unit in ("hour", "day"):
+            start = start.replace(minute=0)
+        if self.unit == "day":
+            start = start.replace(hour=0)
+        first = start - self.step * (self.slots - 1)
+        return [first + self.step * i for i in range(self.slots)]
+
+
+RANGES: dict[str, TimeRange] = {
+    r.key: r
+    for r in (
+        TimeRange("1h", "last hour", "minute", timedelta(minutes=1), 60),
+        TimeRange("24h", "last 24 hours", "hour", timedelta(hours=1), 24),
+        TimeRange("7d", "last 7 days", "hour", timedelta(hours=1), 24 * 7),
+        TimeRange("30d", "last 30 days", "day", timedelta(days=1), 30),
+    )
+}
+DEFAULT_RANGE = "24h"
+
+# What each figure is, over the samples of a group (an entry, a target, a slot).
+_FIGURES: dict[str, Any] = {
+    "calls": Count("pk"),
+    "errors": Count("pk", filter=Q(ok=False)),
+    "fallbacks": Count("pk", filter=Q(fallback=True)),
+    "avg_latency_ms": Avg("latency_ms", filter=Q(ok=True)),
+    "p95_latency_ms": Percentile("latency_ms", 0.95, filter=Q(ok=True)),
+    "ttft_p50_ms": Percentile("ttft_ms", 0.5, filter=Q(ok=True)),
+    "ttft_p95_ms": Percentile("ttft_ms", 0.95, filter=Q(ok=True)),
+    "tokens_per_sec": Avg("tokens_per_sec", filter=Q(ok=True)),
+}
+_COUNTS = ("calls", "errors", "fallbacks", "cold_starts")
+
+
+def _figures() -> dict[str, Any]:
+    # Cold starts as the roll-ups count them: a model load longer than ATHENA_COLD_START_MS.
+    cold = Q(load_ms__gt=settings.ATHENA_COLD_START_MS)
+    return {**_FIGURES, "cold_starts": Count("pk", filter=cold)}
+
+
+def _figures_by(since: datetime, *group: str) -> list[dict[str, Any]]:
+    """The figures of the samples since a time, grouped by the given fields."""
+    return list(_samples(since).values(*group).annotate(**_figures()).order_by())
+
+
+def _samples(since: datetime) -> Any:
+    return RequestSample.objects.filter(started_at__gte=since)
 
 
 @dataclass
 class EntryPanel:
-    """One model: its chain of targets and what the last 24 hours looked like."""
+    """One model: its chain of targets, each with its figures, and the range's charts."""
 
     entry: LLMBackend
     targets: list[dict[str, Any]]
-    requests: int = 0
-    errors: int = 0
-    fallbacks: int = 0
-    avg_latency_ms: float | None = None  # weighted by successful calls, from the roll-ups
-    worst_p95_latency_ms: float | None = None  # the worst hour's p95 (p95s do not add up)
-    avg_tokens_per_sec: float | None = None
+    figures: dict[str, Any] = field(default_factory=dict)
+    errors_by_kind: list[tuple[str, int]] = field(default_factory=list)
     health_timeline: SafeString = field(default_factory=SafeString)
+    calls_chart: SafeString = field(default_factory=SafeString)
+    ttft_chart: SafeString = field(default_factory=SafeString)
     latency_chart: SafeString = field(default_factory=SafeString)
     tokens_chart: SafeString = field(default_factory=SafeString)
 
     @property
     def error_rate(self) -> float | None:
-        return 100 * self.errors / self.requests if self.requests else None
+        calls = self.figures.get("calls", 0)
+        return 100 * self.figures.get("errors", 0) / calls if calls else None
 
 
 @dataclass
 class Dashboard:
+    time_range: TimeRange
     since: datetime
     panels: list[EntryPanel]
-    requests: int
-    errors: int
-    fallbacks: int
+    totals: dict[str, int]
     errors_by_kind: list[tuple[str, int]]
     traffic_chart: SafeString
+    ranges: list[TimeRange] = field(default_factory=lambda: list(RANGES.values()))
 
 
 def _chains(entries: list[LLMBackend]) -> dict[int, list[dict[str, Any]]]:
@@ -94,160 +149,195 @@ def _chains(entries: list[LLMBackend]) -> dict[int, list[dict[str, Any]]]:
     return chains
 
 
-def _worst_health_per_hour(since: datetime) -> dict[int, dict[datetime, str]]:
-    """Per entry and hour, the worst state any probe left the entry in."""
+def _target_key(entry_id: Any, backend_type: str, endpoint_url: str) -> tuple[Any, str, str]:
+    return (entry_id, backend_type, endpoint_url.rstrip("/"))
+
+
+def _health_cells(since: datetime, time_range: TimeRange) -> dict[int, dict[datetime, HealthCell]]:
+    """Per entry and slot: the worst state any probe left the entry in, and the probes' story."""
     rows = (
         HealthCheck.objects.filter(checked_at__gte=since)
-        .annotate(hour=TruncHour("checked_at"))
-        .values("entry_id", "hour")
-        .annotate(**{state: Count("pk", filter=Q(health=state)) for state in _WORST_FIRST})
+        .annotate(slot=Trunc("checked_at", time_range.unit, output_field=DateTimeField()))
+        .values("entry_id", "slot")
+        .annotate(
+            probes=Count("pk"),
+            failed=Count("pk", filter=Q(ok=False)),
+            error=Max("error"),
+            **{state: Count("pk", filter=Q(health=state)) for state in WORST_FIRST},
+        )
+        .order_by()
     )
-    worst: dict[int, dict[datetime, str]] = defaultdict(dict)
+    cells: dict[int, dict[datetime, HealthCell]] = defaultdict(dict)
     for row in rows:
         counts: dict[str, Any] = dict(row)
-        worst[counts["entry_id"]][counts["hour"]] = next(
-            (state for state in _WORST_FIRST if counts[state]), _UNKNOWN
+        cells[counts["entry_id"]][counts["slot"]] = HealthCell(
+            slot=counts["slot"],
+            state=next((state for state in WORST_FIRST if counts[state]), Health.UNKNOWN),
+            probes=counts["probes"],
+            failed=counts["failed"],
+            error=counts["error"] or "",
         )
-    return worst
+    return cells
 
 
-def _rollups(since: datetime) -> dict[int, dict[datetime, HourlyRollup]]:
-    by_entry: dict[int, dict[datetime, HourlyRollup]] = defaultdict(dict)
-    for rollup in HourlyRollup.objects.filter(hour__gte=since):
-        by_entry[rollup.entry_id][rollup.hour] = rollup
-    return by_entry
-
-
-def _rollup_figures(since: datetime) -> dict[int, dict[str, float | None]]:
-    """Per entry over the window: means weighted by their sample counts, the worst p95."""
+def _errors_by_kind(since: datetime) -> dict[tuple[Any, str, str], dict[str, int]]:
+    """Failed calls per target and error kind (the kinds of docs/architecture.md's samples)."""
     rows = (
-        HourlyRollup.objects.filter(hour__gte=since)
-        .values("entry_id")
-        .annotate(
-            latency_sum=Sum(F("avg_latency_ms") * F("ok_requests"), output_field=FloatField()),
-            ok_requests=Sum("ok_requests"),
-            tps_sum=Sum(F("avg_tokens_per_sec") * F("tps_samples"), output_field=FloatField()),
-            tps_samples=Sum("tps_samples"),
-            worst_p95=Max("p95_latency_ms"),
-        )
+        _samples(since)
+        .filter(ok=False)
+        .values("entry_id", "backend_type", "endpoint_url", "error_kind")
+        .annotate(n=Count("pk"))
+        .order_by()
     )
-    return {
-        row["entry_id"]: {
-            "avg_latency_ms": row["latency_sum"] / row["ok_requests"]
-            if row["ok_requests"] and row["latency_sum"] is not None
-            else None,
-            "avg_tokens_per_sec": row["tps_sum"] / row["tps_samples"]
-            if row["tps_samples"] and row["tps_sum"] is not None
-            else None,
-            "worst_p95_latency_ms": row["worst_p95"],
-        }
-        for row in rows
-    }
+    kinds: dict[tuple[Any, str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for row in rows:
+        key = _target_key(row["entry_id"], row["backend_type"], row["endpoint_url"])
+        kinds[key][row["error_kind"] or "unknown"] += row["n"]
+    return kinds
 
 
-def _sample_counts(since: datetime) -> dict[int | None, dict[str, int]]:
-    """Per entry: requests, errors and calls served by a fallback target, from the samples."""
-    rows = (
-        RequestSample.objects.filter(started_at__gte=since)
-        .values("entry_id")
+def _ranked(kinds: dict[str, int]) -> list[tuple[str, int]]:
+    return sorted(kinds.items(), key=lambda item: (-item[1], item[0]))
+
+
+def _series(
+    rows: dict[datetime, dict[str, Any]], slots: list[datetime], name: str, *, count: bool
+) -> list[float | None]:
+    # A count is 0 in a slot without samples; a mean or percentile there is unknown.
+    empty = 0.0 if count else None
+    return [
+        float(rows[s][name]) if s in rows and rows[s][name] is not None else empty for s in slots
+    ]
+
+
+def _panel_charts(
+    panel: EntryPanel, rows: dict[datetime, dict[str, Any]], slots: list[datetime], tr: TimeRange
+) -> None:
+    per = f"per {tr.unit}"
+    chart: dict[str, Any] = {"slots": slots, "step": tr.step}
+    # Counts read 0 in a slot without calls, so an entry with no call at all says so instead.
+    counts = {"calls": "calls", "errors": "errors", "fallbacks": "fallbacks"}
+    counts["cold starts"] = "cold_starts"
+    panel.calls_chart = lines_chart(
+        {name: _series(rows, slots, key, count=True) for name, key in counts.items() if rows},
+        title=f"Calls {per}",
+        unit="calls",
+        **chart,
+    )
+    panel.ttft_chart = lines_chart(
+        {
+            "p50": _series(rows, slots, "ttft_p50_ms", count=False),
+            "p95": _series(rows, slots, "ttft_p95_ms", count=False),
+        },
+        title=f"Time to first token {per}",
+        unit="ms",
+        **chart,
+    )
+    panel.latency_chart = lines_chart(
+        {
+            "p95": _series(rows, slots, "p95_latency_ms", count=False),
+            "avg": _series(rows, slots, "avg_latency_ms", count=False),
+        },
+        title=f"Latency {per}",
+        unit="ms",
+        **chart,
+    )
+    panel.tokens_chart = lines_chart(
+        {"tok/s": _series(rows, slots, "tokens_per_sec", count=False)},
+        title=f"Tokens/s {per}",
+        unit="tok/s",
+        **chart,
+    )
+
+
+def _traffic_chart(since: datetime, slots: list[datetime], tr: TimeRange) -> SafeString:
+    rows = {
+        row["slot"]: row
+        for row in _samples(since)
+        .annotate(slot=Trunc("started_at", tr.unit, output_field=DateTimeField()))
+        .values("slot")
         .annotate(
-            requests=Count("pk"),
+            calls=Count("pk"),
             errors=Count("pk", filter=Q(ok=False)),
             fallbacks=Count("pk", filter=Q(fallback=True)),
         )
-    )
-    return {
-        row["entry_id"]: {
-            "requests": row["requests"],
-            "errors": row["errors"],
-            "fallbacks": row["fallbacks"],
-        }
-        for row in rows
+        .order_by()
     }
-
-
-def _traffic_chart(since: datetime, slots: list[datetime]) -> SafeString:
-    rows = (
-        RequestSample.objects.filter(started_at__gte=since)
-        .annotate(hour=TruncHour("started_at"))
-        .values("hour")
-        .annotate(
-            errors=Cast(Count("pk", filter=Q(ok=False)), FloatField()),
-            fallbacks=Cast(Count("pk", filter=Q(fallback=True)), FloatField()),
-        )
-    )
-    by_hour = {row["hour"]: row for row in rows}
+    names = ("calls", "errors", "fallbacks") if rows else ()
     return lines_chart(
-        {
-            name: [by_hour[h][name] if h in by_hour else 0.0 for h in slots]
-            for name in ("errors", "fallbacks")
-        },
-        title="Errors and fallbacks per hour, all models",
+        {name: _series(rows, slots, name, count=True) for name in names},
+        slots=slots,
+        step=tr.step,
+        title=f"Calls, errors and fallbacks per {tr.unit}, all models",
         unit="calls",
     )
 
 
-def dashboard(*, now: datetime | None = None) -> Dashboard:
-    """Everything the dashboard shows for the last 24 hours, in a fixed number of queries."""
-    now = now or timezone.now()
-    since = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=HOURS - 1)
-    slots = [since + timedelta(hours=i) for i in range(HOURS)]
+def dashboard(*, time_range: str = DEFAULT_RANGE, now: datetime | None = None) -> Dashboard:
+    """Everything the dashboard shows for a range, in a fixed number of queries."""
+    tr = RANGES[time_range]
+    slots = tr.window(now or timezone.now())
+    since = slots[0]
     entries = list(LLMBackend.objects.order_by("model_name"))
     chains = _chains(entries)
-    health = _worst_health_per_hour(since)
-    rollups = _rollups(since)
-    figures = _rollup_figures(since)
-    counts = _sample_counts(since)
+    health = _health_cells(since, tr)
+    kinds = _errors_by_kind(since)
+    by_entry = {row["entry_id"]: row for row in _figures_by(since, "entry_id")}
+    by_target = {
+        _target_key(row["entry_id"], row["backend_type"], row["endpoint_url"]): row
+        for row in _figures_by(since, "entry_id", "backend_type", "endpoint_url")
+    }
+    by_slot: dict[int, dict[datetime, dict[str, Any]]] = defaultdict(dict)
+    for row in (
+        _samples(since)
+        .annotate(slot=Trunc("started_at", tr.unit, output_field=DateTimeField()))
+        .values("entry_id", "slot")
+        .annotate(**_figures())
+        .order_by()
+    ):
+        by_slot[row["entry_id"]][row["slot"]] = row
 
     panels = []
     for entry in entries:
-        hourly = rollups.get(entry.pk, {})
-        count = counts.get(entry.pk, {})
-        figure = figures.get(entry.pk, {})
+        targets = []
+        for target in chains[entry.pk]:
+            key = _target_key(target["entry_id"], target["backend_type"], target["endpoint_url"])
+            targets.append(
+                {
+                    **target,
+                    "figures": by_target.get(key, {}),
+                    "errors_by_kind": _ranked(kinds.get(key, {})),
+                }
+            )
+        entry_kinds: dict[str, int] = defaultdict(int)
+        for key, counts in kinds.items():
+            if key[0] == entry.pk:
+                for kind, n in counts.items():
+                    entry_kinds[kind] += n
         panel = EntryPanel(
             entry=entry,
-            targets=chains[entry.pk],
-            requests=count.get("requests", 0),
-            errors=count.get("errors", 0),
-            fallbacks=count.get("fallbacks", 0),
-            avg_latency_ms=figure.get("avg_latency_ms"),
-            worst_p95_latency_ms=figure.get("worst_p95_latency_ms"),
-            avg_tokens_per_sec=figure.get("avg_tokens_per_sec"),
+            targets=targets,
+            figures=by_entry.get(entry.pk, {}),
+            errors_by_kind=_ranked(entry_kinds),
         )
+        cells = health.get(entry.pk, {})
         panel.health_timeline = health_strip(
-            [health.get(entry.pk, {}).get(h, _UNKNOWN) for h in slots],
-            title=f"Health, last {HOURS} hours",
+            [cells.get(s, HealthCell(s, Health.UNKNOWN)) for s in slots],
+            step=tr.step,
+            title=f"Health, {tr.label}",
         )
-        panel.latency_chart = lines_chart(
-            {
-                "p95": [getattr(hourly.get(h), "p95_latency_ms", None) for h in slots],
-                "avg": [getattr(hourly.get(h), "avg_latency_ms", None) for h in slots],
-            },
-            title="Latency per hour",
-            unit="ms",
-        )
-        panel.tokens_chart = lines_chart(
-            {"tok/s": [getattr(hourly.get(h), "avg_tokens_per_sec", None) for h in slots]},
-            title="Tokens/s per hour",
-            unit="tok/s",
-        )
+        _panel_charts(panel, by_slot.get(entry.pk, {}), slots, tr)
         panels.append(panel)
 
-    kinds = (
-        RequestSample.objects.filter(started_at__gte=since, ok=False)
-        .values_list("error_kind")
-        .annotate(n=Count("pk"))
-        .order_by("-n", "error_kind")
-    )
-    totals = [
-        sum(c.get(k, 0) for c in counts.values()) for k in ("requests", "errors", "fallbacks")
-    ]
+    all_kinds: dict[str, int] = defaultdict(int)
+    for counts in kinds.values():
+        for kind, n in counts.items():
+            all_kinds[kind] += n
     return Dashboard(
+        time_range=tr,
         since=since,
         panels=panels,
-        requests=totals[0],
-        errors=totals[1],
-        fallbacks=totals[2],
-        errors_by_kind=[(kind or "unknown", n) for kind, n in kinds],
-        traffic_chart=_traffic_chart(since, slots),
+        totals={name: sum(row[name] for row in by_entry.values()) for name in _COUNTS},
+        errors_by_kind=_ranked(all_kinds),
+        traffic_chart=_traffic_chart(since, slots, tr),
     )

@@ -66,7 +66,7 @@ def _get(client: httpx.Client, url: str) -> httpx.Response:
     except httpx.ConnectError as exc:
         reason = "connection refused" if "refused" in str(exc).lower() else str(exc) or "failed"
         raise DiscoveryError(f"{url}: cannot connect ({reason})") from None
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise DiscoveryError(f"{url}: {type(exc).__name__}: {exc}") from None
     if response.is_redirect:
         location = response.headers.get("location", "?")
@@ -143,7 +143,9 @@ def discover_models(
     try:
         check_endpoint_url(base, allowed_networks, resolve_hosts=resolve_hosts)
     except UnsafeEndpoint as exc:
-        raise DiscoveryError(f"{url}: not allowed: {exc}") from None
+        # ascii(): a URL with a line break in it must not break the one-line message.
+        shown = url if url.isascii() and url.isprintable() else ascii(url)
+        raise DiscoveryError(f"{shown}: not allowed: {exc}") from None
     if backend_type is not None and backend_type not in DISCOVERABLE_TYPES:
         raise DiscoveryError(f"unknown backend type '{backend_type}'; use ollama, mlx or openai")
     # trust_env=False: an HTTP(S)_PROXY in the environment must not carry these requests

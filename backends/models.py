@@ -2,6 +2,7 @@
 
 import re
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -121,6 +122,7 @@ class LLMBackend(models.Model):
     )
 
     class Meta:
+        db_table = "llm_backends"  # the plan's name for the registry table
         ordering = ["model_name"]
         verbose_name = "LLM backend"
         indexes = [models.Index(fields=["enabled"]), models.Index(fields=["backend_type"])]
@@ -129,6 +131,19 @@ class LLMBackend(models.Model):
         return self.model_name
 
     def clean(self) -> None:
+        self._fill_upstream_model()
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Here, not only in clean(): `objects.create()`, fixtures and scripts skip clean(),
+        # and every path must store the same value.
+        self._fill_upstream_model()
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "model_name" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "upstream_model"}
+        super().save(*args, **kwargs)
+
+    def _fill_upstream_model(self) -> None:
+        """An empty upstream name means the model name; store it spelled out."""
         if not self.upstream_model:
             self.upstream_model = self.model_name
 
@@ -283,3 +298,115 @@ class RollupWatermark(models.Model):
 
     name = models.CharField(max_length=32, primary_key=True)
     received_before = models.DateTimeField()
+
+
+class ComparisonStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    CANCELLED = "cancelled", "Cancelled"
+    TIMED_OUT = "timed_out", "Stopped at its time limit"
+    FAILED = "failed", "Failed"
+
+
+ACTIVE_COMPARISON = (ComparisonStatus.QUEUED, ComparisonStatus.RUNNING)
+
+
+class ComparisonRun(models.Model):
+    """One measured comparison of every target that can serve a model (backends/comparisons.py)."""
+
+    model_name = models.CharField(max_length=255)
+    # The entry compared; the run (and its figures) outlives the entry's deletion.
+    entry = models.ForeignKey(
+        LLMBackend, null=True, on_delete=models.SET_NULL, related_name="comparison_runs"
+    )
+    repetitions = models.PositiveIntegerField()
+    max_seconds = models.PositiveIntegerField(help_text="The run stops when this much has passed.")
+    status = models.CharField(
+        max_length=16, choices=ComparisonStatus.choices, default=ComparisonStatus.QUEUED
+    )
+    detail = models.CharField(max_length=500, blank=True)  # why it stopped, in words
+    # Written when the run ends (backends.comparison_results.headline), for the list of runs.
+    headline = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = "backend comparison"
+        constraints = [
+            # One run at a time per model: two would share the targets and skew each other.
+            models.UniqueConstraint(
+                fields=["model_name"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="one_active_comparison_per_model",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} #{self.pk}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_COMPARISON
+
+
+class ComparisonTarget(models.Model):
+    """One target a comparison run measured, as it was configured when the run started."""
+
+    run = models.ForeignKey(ComparisonRun, on_delete=models.CASCADE, related_name="targets")
+    position = models.PositiveIntegerField()
+    entry = models.ForeignKey(LLMBackend, null=True, on_delete=models.SET_NULL, related_name="+")
+    model_name = models.CharField(max_length=255)
+    backend_type = models.CharField(max_length=32)
+    endpoint_url = models.CharField(max_length=500)
+    upstream_model = models.CharField(max_length=255)
+    in_chain = models.BooleanField(help_text="In the model's chain (else: same upstream model).")
+    # Set when the target could not be measured at all (its warm-up call failed).
+    unreachable = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "position"], name="comparison_target_position")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.backend_type} {self.endpoint_url} {self.upstream_model}"
+
+
+class ComparisonCall(models.Model):
+    """One timed call of one prompt to one target; repetition 0 is the unmeasured warm-up."""
+
+    target = models.ForeignKey(ComparisonTarget, on_delete=models.CASCADE, related_name="calls")
+    case = models.CharField(max_length=32)  # a name from backends.comparisons.PROMPT_SET
+    repetition = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    ok = models.BooleanField()
+    error_kind = models.CharField(max_length=16, blank=True)  # RequestSample.ErrorKind values
+    error = models.CharField(max_length=200, blank=True)  # classified, never a backend's body
+    status_code = models.IntegerField(null=True)
+    latency_ms = models.FloatField()
+    ttft_ms = models.FloatField(null=True)
+    decode_tokens_per_sec = models.FloatField(null=True)
+    prompt_tokens = models.IntegerField(null=True)
+    completion_tokens = models.IntegerField(null=True)
+
+    class Meta:
+        ordering = ["target", "started_at", "pk"]
+
+    @property
+    def warmup(self) -> bool:
+        return self.repetition == 0
+
+
+class ComparisonLock(models.Model):
+    """The comparison slot a running run holds: one run at a time (backends/comparisons.py)."""
+
+    slot = models.CharField(max_length=32, unique=True)
+    run = models.ForeignKey(ComparisonRun, on_delete=models.CASCADE, related_name="+")
+    taken_at = models.DateTimeField(auto_now_add=True)

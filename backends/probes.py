@@ -16,8 +16,7 @@ error, never the backend's body.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
+import logging
 import ssl
 import time
 import uuid
@@ -30,14 +29,17 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from backends.endpoints import IPAddress, UnsafeEndpoint, check_address, literal_address
+from backends.endpoints import parse_endpoint_url
 from backends.models import BackendType, Health, HealthCheck, LLMBackend
+from routing._addresses import IPAddress, UnsafeEndpoint, resolve_checked
 from routing._backends import ProbeResult, backend_class
 
 __all__ = ["Observation", "ProbeOutcome", "next_health", "observe", "probe_entries"]
+
+logger = logging.getLogger(__name__)
 
 
 # --- connecting only to checked addresses ---
@@ -53,24 +55,9 @@ class CheckedNetwork(httpcore.AsyncNetworkBackend):
         self.refused: dict[str, str] = {}  # host -> why; read after a failed probe
 
     async def _addresses(self, host: str, port: int) -> list[IPAddress]:
-        if (host, port) in self._resolved:
-            return self._resolved[(host, port)]
-        address = literal_address(host.strip("[]"))
-        if address is not None:
-            addresses = [address]
-        else:
-            loop = asyncio.get_running_loop()
-            try:
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except (OSError, UnicodeError):
-                raise UnsafeEndpoint(f"host '{host}' does not resolve") from None
-            addresses = list(
-                dict.fromkeys(ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos)
-            )
-        for a in addresses:
-            check_address(a, self._allowed)
-        self._resolved[(host, port)] = addresses
-        return addresses
+        if (host, port) not in self._resolved:
+            self._resolved[(host, port)] = await resolve_checked(host, port, self._allowed)
+        return self._resolved[(host, port)]
 
     async def connect_tcp(
         self,
@@ -155,7 +142,11 @@ class PerHostTransport(httpx.AsyncBaseTransport):
 
     async def release(self, url: str) -> None:
         """Close the connection to url's host: its probe is over."""
-        transport = self._hosts.pop(self._origin(httpx.URL(url)), None)
+        try:
+            origin = self._origin(httpx.URL(url))
+        except httpx.InvalidURL:
+            return  # never connected: nothing to close
+        transport = self._hosts.pop(origin, None)
         if transport is not None:
             await transport.aclose()
 
@@ -178,6 +169,8 @@ class Observation:
     models: tuple[str, ...] = ()
     loaded: tuple[str, ...] | None = None
     version: str = ""  # the backend's version, where its probe asks (Ollama)
+    # No retry can succeed (the stored URL itself is unusable): down at once.
+    permanent: bool = False
 
 
 def _classify(result: ProbeResult, refused: str | None) -> str:
@@ -218,16 +211,36 @@ async def observe(
         backends = {kind: backend_class(kind)(client, connect_timeout=timeout) for kind in kinds}  # type: ignore[misc]
 
         async def one(kind: str, url: str) -> None:
+            unusable = _unusable_url(url)
+            if unusable:
+                results[(kind, url)] = Observation(False, None, unusable, permanent=True)
+                return
             host = urlsplit(url).netloc.lower()
             # The host lock first: a probe waiting for its host must not hold a fan-out slot.
             async with hosts[host], slots:
                 try:
                     results[(kind, url)] = await _observe_one(backends[kind], url, timeout, network)
+                except Exception:
+                    # One entry's surprise must not stop the round for every other entry.
+                    logger.exception("probe of %s at %r failed unexpectedly", kind, url)
+                    results[(kind, url)] = Observation(False, None, "probe failed")
                 finally:
                     await transport.release(url)  # its connection is not needed again
 
         await asyncio.gather(*(one(kind, url) for kind, url in wanted))
     return results
+
+
+def _unusable_url(url: str) -> str:
+    """Why a stored URL cannot be probed at all (stored before validation refused it), or "".
+
+    Only the URL's form: whether its address is allowed is checked when connecting.
+    """
+    try:
+        parse_endpoint_url(url)
+    except UnsafeEndpoint as exc:
+        return f"invalid endpoint URL: {exc}"[:200]
+    return ""
 
 
 async def _observe_one(
@@ -340,6 +353,8 @@ def _step(entry: LLMBackend, seen: Observation) -> _Step:
     health, failures, successes = next_health(
         entry.health, entry.probe_failures, entry.probe_successes, ok=seen.ok, degraded=degraded
     )
+    if seen.permanent:
+        health = Health.DOWN
     return _Step(health, failures, successes, error, present, loaded)
 
 
@@ -402,63 +417,6 @@ def _apply(
     return _outcome(entry, seen, replace(step, health=entry.health), False)
 
 
-# The columns one round writes, in the order of the VALUES rows below, with their SQL types
-# (PostgreSQL types a VALUES column from its first row, so every parameter is cast).
-_STEP_COLUMNS = (
-    ("health", "varchar(16)"),
-    ("probe_failures", "integer"),
-    ("probe_successes", "integer"),
-    ("health_error", "varchar(500)"),
-    ("probe_latency_ms", "double precision"),
-    ("model_present", "boolean"),
-    ("model_loaded", "boolean"),
-)
-_BATCH = 500
-
-
-def _apply_unchanged(
-    steps: Sequence[tuple[LLMBackend, Observation, _Step]], round_id: str, now: Any
-) -> set[int]:
-    """Apply the steps in one UPDATE per batch; return the ids of the entries it updated.
-
-    The conditions are ``_apply``'s: the entry is still in the state its step was computed
-    from, and this round is not applied to it yet. Why batched: one UPDATE per entry cost
-    about 1 ms each, 1 s of a 1,000-entry round.
-    """
-    if connection.vendor not in ("postgresql", "sqlite"):  # UPDATE ... FROM ... RETURNING
-        return set()
-    qn = connection.ops.quote_name
-    table = qn(LLMBackend._meta.db_table)
-    pk = qn(LLMBackend._meta.get_field("id").column or "id")
-    state = ("health", "probe_failures", "probe_successes")
-    names = ["id", *(f"old_{c}" for c in state), *(c for c, _ in _STEP_COLUMNS)]
-    types = ["integer", "varchar(16)", "integer", "integer", *(t for _, t in _STEP_COLUMNS)]
-    row = "(" + ", ".join(f"CAST(%s AS {t})" for t in types) + ")"
-    sets = ", ".join(f"{qn(c)} = seen.{c}" for c, _ in _STEP_COLUMNS)
-    where = " AND ".join(f"{table}.{qn(c)} = seen.old_{c}" for c in state)
-    applied: set[int] = set()
-    for i in range(0, len(steps), _BATCH):
-        batch = steps[i : i + _BATCH]
-        params: list[Any] = []
-        for entry, seen, step in batch:
-            params += [
-                entry.pk, entry.health, entry.probe_failures, entry.probe_successes,
-                step.health, step.failures, step.successes, step.error[:500],
-                seen.latency_ms, step.present, step.loaded,
-            ]  # fmt: skip
-        sql = (
-            f"WITH seen ({', '.join(names)}) AS (VALUES {', '.join([row] * len(batch))}) "
-            f"UPDATE {table} SET {sets}, {qn('probe_round')} = %s, "
-            f"{qn('health_checked_at')} = %s FROM seen "
-            f"WHERE {table}.{pk} = seen.id AND {where} AND {table}.{qn('probe_round')} <> %s "
-            f"RETURNING {table}.{pk}"
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [*params, round_id, now, round_id])
-            applied.update(r[0] for r in cursor.fetchall())
-    return applied
-
-
 def _apply_round(
     entries: Sequence[LLMBackend],
     seen: Sequence[Observation],
@@ -466,19 +424,16 @@ def _apply_round(
     now: Any,
     history: list[HealthCheck],
 ) -> list[ProbeOutcome]:
-    """Apply a round's observations: in batches, then one by one where the state moved."""
-    steps = [(e, o, _step(e, o)) for e, o in zip(entries, seen, strict=True)]
-    applied = _apply_unchanged(steps, round_id, now)
-    outcomes = []
-    for entry, observation, step in steps:
-        if entry.pk in applied:
-            history.append(_check(entry.pk, observation, step, now))
-            outcomes.append(_outcome(entry, observation, step, step.health != entry.health))
-        else:
-            # Moved by another writer since it was read, or this round is already applied:
-            # re-read and apply on top, or change nothing (``_apply``).
-            outcomes.append(_apply(entry, observation, round_id, now, history))
-    return outcomes
+    """Apply a round's observations, one conditional UPDATE per entry (``_apply``).
+
+    Measured on 1,000 entries (2 cores, load ~7): 1.4-3.5 s per round, in the background
+    every 30 s. A hand-written batched UPDATE ... FROM (VALUES ...) took 0.33 s but was a
+    raw-SQL copy of this update; the ORM's CASE-per-entry batch took as long as this.
+    """
+    return [
+        _apply(entry, observation, round_id, now, history)
+        for entry, observation in zip(entries, seen, strict=True)
+    ]
 
 
 def probe_entries(

@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from backends.models import HealthCheck, RequestSample, RollupWatermark
+from backends.models import HealthCheck, HourlyRollup, LLMBackend, RequestSample, RollupWatermark
 
 __all__ = ["prune_old_records", "rollup_all", "rollup_recent"]
 
@@ -50,6 +50,11 @@ _UPSERT = """
 """
 
 
+def _table(model: type[Any]) -> str:
+    """The model's table, quoted: raw SQL never spells a table name by hand."""
+    return str(connection.ops.quote_name(model._meta.db_table))
+
+
 def _hour(column: str) -> str:
     if connection.vendor == "postgresql":
         return f"date_trunc('hour', {column})"  # the connection's time zone is UTC
@@ -63,7 +68,7 @@ def _scope(since: datetime | None) -> tuple[str, str, str]:
     touched = f"""
         touched AS (
             SELECT DISTINCT entry_id, {_hour("started_at")} AS hour
-            FROM backends_requestsample
+            FROM {_table(RequestSample)}
             WHERE received_at >= %(since)s AND entry_id IS NOT NULL
               AND started_at >= %(oldest)s
         ),"""
@@ -78,7 +83,7 @@ def _sql_percentile_cont(since: datetime | None) -> str:
     with_clause, join, where = _scope(since)
     return f"""
         WITH {with_clause.strip().rstrip(",") or "unused AS (SELECT 1)"}
-        INSERT INTO backends_hourlyrollup ({_COLUMNS})
+        INSERT INTO {_table(HourlyRollup)} ({_COLUMNS})
         SELECT s.entry_id, {_hour("s.started_at")},
             count(*), count(*) FILTER (WHERE NOT s.ok), count(*) FILTER (WHERE s.ok),
             avg(s.latency_ms) FILTER (WHERE s.ok),
@@ -89,7 +94,7 @@ def _sql_percentile_cont(since: datetime | None) -> str:
             count(*) FILTER (WHERE s.load_ms > %(cold_ms)s),
             avg(s.load_ms) FILTER (WHERE s.load_ms > %(cold_ms)s),
             %(now)s
-        FROM backends_requestsample s {join}
+        FROM {_table(RequestSample)} s {join}
         WHERE {where}
         GROUP BY s.entry_id, {_hour("s.started_at")}
         {_UPSERT}
@@ -110,7 +115,7 @@ def _sql_window(since: datetime | None) -> str:
             SELECT s.entry_id AS entry_id, {_hour("s.started_at")} AS hour, s.ok AS ok,
                    s.latency_ms AS latency_ms, s.ttft_ms AS ttft_ms, s.tokens_per_sec AS tps,
                    s.load_ms AS load_ms
-            FROM backends_requestsample s {join}
+            FROM {_table(RequestSample)} s {join}
             WHERE {where}
         ),
         ranked AS (
@@ -138,7 +143,7 @@ def _sql_window(since: datetime | None) -> str:
                 avg(CASE WHEN load_ms > %(cold_ms)s THEN load_ms END) AS avg_load_ms
             FROM ranked GROUP BY entry_id, hour
         )
-        INSERT INTO backends_hourlyrollup ({_COLUMNS})
+        INSERT INTO {_table(HourlyRollup)} ({_COLUMNS})
         SELECT entry_id, hour, requests, errors, ok_requests, avg_latency_ms,
             v_lo + frac * (coalesce(v_hi, v_lo) - v_lo),
             avg_ttft_ms, tps_samples, avg_tps, cold_starts, avg_load_ms, %(now)s
@@ -147,18 +152,21 @@ def _sql_window(since: datetime | None) -> str:
     """
 
 
-_REBASE = """
-    UPDATE backends_llmbackend SET
-        total_requests = r.requests, total_errors = r.errors,
-        avg_latency_ms = r.latency, avg_tokens_per_sec = r.tps
-    FROM (
-        SELECT entry_id, sum(requests) AS requests, sum(errors) AS errors,
-            sum(avg_latency_ms * ok_requests) / nullif(sum(ok_requests), 0) AS latency,
-            sum(avg_tokens_per_sec * tps_samples) / nullif(sum(tps_samples), 0) AS tps
-        FROM backends_hourlyrollup WHERE entry_id IN ({ids}) GROUP BY entry_id
-    ) r
-    WHERE backends_llmbackend.id = r.entry_id
-"""
+def _sql_rebase(entry_ids: str) -> str:
+    """Set the touched entries' counters to the sums of all their roll-up rows."""
+    entries, rollups = _table(LLMBackend), _table(HourlyRollup)
+    return f"""
+        UPDATE {entries} SET
+            total_requests = r.requests, total_errors = r.errors,
+            avg_latency_ms = r.latency, avg_tokens_per_sec = r.tps
+        FROM (
+            SELECT entry_id, sum(requests) AS requests, sum(errors) AS errors,
+                sum(avg_latency_ms * ok_requests) / nullif(sum(ok_requests), 0) AS latency,
+                sum(avg_tokens_per_sec * tps_samples) / nullif(sum(tps_samples), 0) AS tps
+            FROM {rollups} WHERE entry_id IN ({entry_ids}) GROUP BY entry_id
+        ) r
+        WHERE {entries}.id = r.entry_id
+    """
 
 
 def _run(since: datetime | None, *, method: str | None = None) -> set[int]:
@@ -179,7 +187,7 @@ def _run(since: datetime | None, *, method: str | None = None) -> set[int]:
         entry_ids = {row[0] for row in cursor.fetchall()}
         if entry_ids:
             ids = ", ".join(str(int(i)) for i in sorted(entry_ids))
-            cursor.execute(_REBASE.format(ids=ids))
+            cursor.execute(_sql_rebase(ids))
     return entry_ids
 
 

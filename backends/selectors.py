@@ -1,29 +1,41 @@
 """Reads across the registry: routes for routers, and the chain behind each model."""
 
 import hashlib
-import json
+from collections import defaultdict
 from typing import Any
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Count, Max, QuerySet
 
-from backends.models import BackendType, LLMBackend, is_model_name
+from backends.models import BackendType, FallbackLink, LLMBackend, is_model_name
+
+FallbackGraph = dict[int, list[LLMBackend]]
 
 
-def chain_entries(entry: LLMBackend, *, enabled_only: bool = True) -> list[LLMBackend]:
+def fallback_graph() -> FallbackGraph:
+    """Every entry's fallbacks in chain order, read in one query."""
+    graph: FallbackGraph = defaultdict(list)
+    links = FallbackLink.objects.select_related("fallback").order_by("entry_id", "position")
+    for link in links:
+        graph[link.entry_id].append(link.fallback)
+    return graph
+
+
+def chain_entries(
+    entry: LLMBackend, *, enabled_only: bool = True, graph: FallbackGraph | None = None
+) -> list[LLMBackend]:
     """Return the entry and its fallbacks, depth-first in chain order, each entry once."""
+    graph = fallback_graph() if graph is None else graph
     ordered: list[LLMBackend] = []
     seen: set[int] = set()
-
-    def visit(node: LLMBackend) -> None:
+    stack = [entry]  # no recursion: a chain may be as long as the registry
+    while stack:
+        node = stack.pop()
         if node.pk in seen or (enabled_only and not node.enabled):
-            return
+            continue
         seen.add(node.pk)
         ordered.append(node)
-        for link in node.fallback_links.select_related("fallback").order_by("position"):
-            visit(link.fallback)
-
-    visit(entry)
+        stack.extend(reversed(graph.get(node.pk, [])))
     return ordered
 
 
@@ -55,9 +67,9 @@ def targets_for_entry(entry: LLMBackend, *, has_chain: bool) -> list[dict[str, A
     return targets
 
 
-def route_for_entry(entry: LLMBackend) -> dict[str, Any]:
+def route_for_entry(entry: LLMBackend, graph: FallbackGraph | None = None) -> dict[str, Any]:
     """Build the ordered target list a router tries for this entry's model."""
-    entries = chain_entries(entry)
+    entries = chain_entries(entry, graph=graph)
     targets: list[dict[str, Any]] = []
     for node in entries:
         targets.extend(targets_for_entry(node, has_chain=len(entries) > 1))
@@ -81,13 +93,27 @@ def route_for_model(model_name: str) -> dict[str, Any] | None:
 
 
 def all_routes() -> list[dict[str, Any]]:
-    return [route_for_entry(e) for e in LLMBackend.objects.filter(enabled=True)]
+    """Every enabled model's route, from two queries whatever the registry's size."""
+    graph = fallback_graph()
+    return [route_for_entry(e, graph) for e in LLMBackend.objects.filter(enabled=True)]
 
 
-def etag_for(body: Any) -> str:
-    """A strong ETag of a JSON-serialisable body, stable across key order."""
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
-    return f'"{digest}"'
+def routes_etag() -> str:
+    """A strong ETag that changes whenever any route's body could, without building one.
+
+    A route is made of entries (every write through the services or the admin actions
+    moves `updated_at`; probes write `health` with an UPDATE that does not), the fallback
+    links (replaced as a whole, so new ids), and ATHENA_DEFAULT_OLLAMA_URL. One ETag for the
+    whole registry: a change anywhere revalidates every route, which is cheap; a probe round
+    that changes no entry's health changes nothing.
+    """
+    digest = hashlib.sha256(settings.ATHENA_DEFAULT_OLLAMA_URL.encode())
+    entries = LLMBackend.objects.order_by("pk").values_list("pk", "updated_at", "health")
+    for pk, updated_at, health in entries:
+        digest.update(f"{pk} {updated_at.isoformat()} {health}\n".encode())
+    links = FallbackLink.objects.aggregate(n=Count("pk"), top=Max("pk"))
+    digest.update(f"links {links['n']} {links['top']}".encode())
+    return f'"{digest.hexdigest()[:32]}"'
 
 
 def entries_for_metrics() -> QuerySet[LLMBackend]:

@@ -17,7 +17,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from backends.models import FallbackLink, LLMBackend, RequestSample, ServiceKey
-from backends.selectors import chain_entries
+from backends.selectors import chain_entries, fallback_graph
 
 BACKEND_FIELDS = (
     "model_name",
@@ -86,10 +86,13 @@ def validate_fallbacks(*, entry: LLMBackend, fallbacks: Sequence[LLMBackend]) ->
     """Refuse a chain that repeats an entry, names the entry itself, or closes a cycle."""
     if len({f.pk for f in fallbacks}) != len(fallbacks):
         raise ValidationError({"fallbacks": "A model may appear only once in the chain."})
+    graph = fallback_graph()
     for fallback in fallbacks:
         if fallback.pk == entry.pk:
             raise ValidationError({"fallbacks": "An entry cannot fall back to itself."})
-        if any(node.pk == entry.pk for node in chain_entries(fallback, enabled_only=False)):
+        if any(
+            node.pk == entry.pk for node in chain_entries(fallback, enabled_only=False, graph=graph)
+        ):
             raise ValidationError(
                 {
                     "fallbacks": f"Falling back to '{fallback.model_name}' would make a cycle: "
@@ -233,10 +236,12 @@ def _ingest_once(samples: Sequence[dict[str, Any]]) -> tuple[int, int]:
     known = set(RequestSample.objects.filter(id__in=ids).values_list("id", flat=True))
     wanted = {s["entry_id"] for s in samples if s.get("entry_id")}
     live = set(LLMBackend.objects.filter(pk__in=wanted).values_list("pk", flat=True))
+    # A batch may name an id twice (a router bug): the first copy counts, the rest are
+    # duplicates like any re-sent sample.
+    first = {s["id"]: s for s in reversed(samples) if s["id"] not in known}
     fresh = [
         RequestSample(**{**s, "entry_id": s.get("entry_id") if s.get("entry_id") in live else None})
-        for s in samples
-        if s["id"] not in known
+        for s in reversed(first.values())
     ]
     RequestSample.objects.bulk_create(fresh)
     cold = _newest_cold_starts(fresh)

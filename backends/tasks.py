@@ -10,7 +10,7 @@ from typing import Any
 from celery import shared_task
 from django.db import DatabaseError
 
-from backends import probes, rollups
+from backends import comparisons, probes, rollups
 
 
 @shared_task(
@@ -77,3 +77,25 @@ def rollup() -> int:
 def prune() -> tuple[int, int]:
     """Delete samples and probe records older than ATHENA_SAMPLE_RETENTION_DAYS."""
     return rollups.prune_old_records()
+
+
+@shared_task(
+    name="backends.compare_backends",
+    # Not acks_late: running a comparison twice would double the traffic it sends. A run whose
+    # worker dies is marked failed later (comparisons_expire_stale), never re-run.
+    acks_late=False,
+    # Per-run limits are given when it is enqueued (its max_seconds plus a margin); these
+    # cover the longest run the settings allow.
+    soft_time_limit=3630,
+    time_limit=3660,
+    ignore_result=True,
+    bind=True,
+)
+def compare_backends(self: Any, run_id: int) -> str:
+    """Run one backend comparison (backends/comparisons.py) to its end, limit or cancel."""
+    status = comparisons.comparison_run(run_id=run_id)
+    if status == comparisons.BUSY:
+        # Another run holds the comparison slot: wait for it without holding a worker.
+        # The run fails by itself once it has waited its own max_seconds.
+        raise self.retry(countdown=5, max_retries=None)
+    return status

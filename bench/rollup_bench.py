@@ -26,7 +26,7 @@ def main() -> None:
     _database()
     from django.db import connection
 
-    from backends.models import HourlyRollup, LLMBackend, RollupWatermark
+    from backends.models import HourlyRollup, LLMBackend, RequestSample, RollupWatermark
     from backends.rollups import rollup_all, rollup_recent
 
     LLMBackend.objects.all().delete()
@@ -39,11 +39,12 @@ def main() -> None:
     )
     ids = list(LLMBackend.objects.values_list("pk", flat=True))
     t = time.perf_counter()
+    samples = connection.ops.quote_name(RequestSample._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE backends_requestsample")
+        cursor.execute(f"TRUNCATE {samples}")
         cursor.execute(
-            """
-            INSERT INTO backends_requestsample (id, entry_id, model, backend_type, endpoint_url,
+            f"""
+            INSERT INTO {samples} (id, entry_id, model, backend_type, endpoint_url,
                 started_at, ok, error_kind, status_code, latency_ms, ttft_ms, tokens_per_sec,
                 fallback, stream, received_at)
             SELECT gen_random_uuid(), (%(ids)s::bigint[])[1 + g %% %(n)s], 'bench', 'ollama',
@@ -55,7 +56,7 @@ def main() -> None:
             """,
             {"ids": ids, "n": len(ids), "samples": args.samples},
         )
-        cursor.execute("ANALYZE backends_requestsample")
+        cursor.execute(f"ANALYZE {samples}")
     load = time.perf_counter() - t
 
     rows = []

@@ -8,10 +8,18 @@ database (created, migrated, dropped at the end unless --keep), redis-server, th
 Ollama-protocol test servers and the gateway. Entries: `soak-mlx` on the MLX server with the
 healthy fallback `soak-fallback` on test server B, and `soak-ollama` on test server A.
 
+Three hostile upstreams (bench/hostile_upstream.py) back `soak-shapes` (OpenAI) and
+`soak-shapes-ollama` (valid JSON of the wrong shape), `soak-oversized` (200 MiB answers,
+a bogus chunk size, a line that never ends) and `soak-keepalive` (SSE comments, never
+content), each with `soak-fallback` as its fallback. The admin's throttles and caches use
+Redis (ATHENA_CACHE_URL), as a multi-process deployment's do.
+
 Clients send mixed traffic through the gateway (Ollama and OpenAI protocols, generate and
 chat, streaming and not) while, one after another: the MLX server is killed (SIGKILL) and
-restarted, Redis is stopped for a minute, the admin is stopped for a minute, the Celery
-worker is restarted. Prints the figures and the goals, each PASS or FAIL; exits 1 on a FAIL.
+restarted, Redis is stopped for a minute (the admin's API is called directly meanwhile),
+the admin is stopped for a minute, the Celery worker is restarted, and for a while each the
+clients also ask for the hostile upstreams' models. Prints the figures and the goals, each
+PASS or FAIL; exits 1 on a FAIL. `--minutes 2 --outage 0.2` is a smoke run of every fault.
 Needs PostgreSQL at 127.0.0.1:5432 (trust, user postgres) and redis-server on PATH.
 """
 
@@ -32,6 +40,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -43,7 +52,13 @@ PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 MAX_TOKENS = (16, 128)
 TEST_SERVER_MODEL = "llama3.2:latest"  # what the test server's /api/tags lists: probes say healthy
 # How long the killed backend, Redis and the admin stay down (--outage scales them).
-OUTAGE = {"backend": 45.0, "redis": 60.0, "admin": 60.0}
+OUTAGE = {"backend": 45.0, "redis": 60.0, "admin": 60.0, "hostile": 30.0}
+# The hostile upstreams' models, by fault; each falls back to soak-fallback.
+HOSTILE = {
+    "shapes": {"soak-shapes": "openai", "soak-shapes-ollama": "ollama"},
+    "oversized": {"soak-oversized": "openai"},
+    "keepalive": {"soak-keepalive": "openai"},
+}
 RESUME_WAIT_S = 150.0  # how long probes and roll-ups get to show they resumed
 
 
@@ -165,6 +180,8 @@ class Stack:
     procs: dict[str, Proc] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
     service_key: str = ""
+    fault_models: list[str] = field(default_factory=list)  # asked for too, during a fault
+    calls: list[Call] = field(default_factory=list)  # every call, the faults' own included
 
     def __getitem__(self, name: str) -> Proc:
         return self.procs[name]
@@ -208,6 +225,19 @@ def seed_registry(stack: Stack) -> None:
         },
         fallbacks=["soak-fallback"],
     )
+    for mode, models in HOSTILE.items():
+        for model, kind in models.items():
+            backend_create(
+                fields={
+                    "model_name": model,
+                    "backend_type": kind,
+                    "endpoint_url": stack.urls[f"hostile-{mode}"],
+                    "upstream_model": TEST_SERVER_MODEL,
+                    # keepalive: the first-content deadline defaults to this timeout
+                    "timeout_seconds": 5,
+                },
+                fallbacks=["soak-fallback"],
+            )
     backend_create(
         fields={
             "model_name": "soak-ollama",
@@ -223,7 +253,9 @@ def seed_registry(stack: Stack) -> None:
 def build_stack(stack: Stack) -> None:
     """Create the database and start every process, filling in `stack` as it goes."""
     workdir = stack.workdir
-    ports = {name: free_port() for name in ("redis", "admin", "mlx", "ollama-a", "ollama-b", "gw")}
+    names = ["redis", "admin", "mlx", "ollama-a", "ollama-b", "gw"]
+    names += [f"hostile-{mode}" for mode in HOSTILE]
+    ports = {name: free_port() for name in names}
     stack.urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     env = {
         **os.environ,
@@ -269,6 +301,13 @@ def build_stack(stack: Stack) -> None:
     proc(
         "admin",
         [PY, str(REPO / "manage.py"), "runserver", f"127.0.0.1:{ports['admin']}", "--noreload"],
+        # Throttles and caches on Redis, as with several admin processes; rates on (debug
+        # turns them off) but high enough that the traffic itself is never throttled.
+        {
+            "ATHENA_CACHE_URL": f"redis://127.0.0.1:{ports['redis']}/1",
+            "ATHENA_API_USER_RATE": "100000/minute",
+            "ATHENA_API_ANON_RATE": "1000/minute",
+        },
         ready_url=stack.urls["admin"] + "/health",
     )
     proc(
@@ -290,6 +329,13 @@ def build_stack(stack: Stack) -> None:
             [PY, "-m", "tests.upstreams", "ollama", "--port", str(ports[name])],
             ready_url=stack.urls[name] + "/",
         )
+    for mode in HOSTILE:
+        proc(
+            f"hostile-{mode}",
+            [PY, str(REPO / "bench" / "hostile_upstream.py"), mode,
+             "--port", str(ports[f"hostile-{mode}"])],
+            ready_url=stack.urls[f"hostile-{mode}"] + "/health",
+        )  # fmt: skip
     proc(
         "gateway",
         [PY, "-m", "athena_admin.gateway", "--port", str(ports["gw"])],
@@ -309,6 +355,7 @@ class Call:
     kind: str
     ok: bool
     cause: str = ""
+    model: str = ""
     fallback: bool = False
     past_first_byte: bool = False
 
@@ -352,12 +399,12 @@ def stream_outcome(protocol: str, lines: list[str]) -> str:
 
 async def one_call(client: httpx.AsyncClient, stack: Stack, rng: random.Random) -> Call:
     protocol, path = rng.choice(_SHAPES)
-    model = rng.choice(["soak-mlx", "soak-mlx", "soak-ollama"])
+    model = rng.choice(["soak-mlx", "soak-mlx", "soak-ollama", *stack.fault_models])
     stream = rng.random() < 0.5
     kind = f"{protocol} {'stream' if stream else 'single'} {model}"
     body = request_body(protocol, path, model, stream, rng.choice(MAX_TOKENS))
     started = time.monotonic()
-    call = Call(started, started, kind, ok=False)
+    call = Call(started, started, kind, ok=False, model=model)
     try:
         async with client.stream("POST", stack.urls["gw"] + path, json=body) as response:
             call.fallback = stack.urls["ollama-b"] in response.headers.get("x-athena-backend", "")
@@ -411,14 +458,74 @@ async def kill_and_restart_backend(stack: Stack, log: list[str]) -> Window:
     return ("backend killed", start, time.monotonic())
 
 
+async def admin_api_calls(stack: Stack, stop: asyncio.Event) -> None:
+    """Call the admin's own entry points (throttled, rate-limited, cached) until stopped."""
+    from uuid import uuid4
+
+    admin = stack.urls["admin"]
+    headers = {"Authorization": f"Bearer {stack.service_key}"}
+    async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
+        while not stop.is_set():
+            sample = {
+                "id": str(uuid4()), "entry_id": None, "model": "soak", "backend_type": "ollama",
+                "endpoint_url": "http://127.0.0.1:1", "started_at": "2026-01-01T00:00:00Z",
+                "ok": True, "latency_ms": 1.0,
+            }  # fmt: skip
+            requests: list[tuple[str, str, dict[str, Any]]] = [
+                ("GET", "/api/routes", {"headers": headers}),
+                ("GET", "/api/route/soak-ollama", {"headers": headers}),
+                ("POST", "/api/metrics/samples", {"headers": headers, "json": {"samples": [sample]}}),
+                ("POST", "/admin/login/", {"data": {"username": "nobody", "password": "x"}}),
+                ("POST", "/openid/token", {"data": {"grant_type": "client_credentials",
+                                                    "client_id": "nobody", "client_secret": "x"}}),
+            ]  # fmt: skip
+            for method, path, options in requests:
+                started = time.monotonic()
+                call = Call(started, started, f"admin {method} {path}", ok=False, model="admin")
+                try:
+                    response = await client.request(method, admin + path, **options)
+                    # 4xx is an answer (a login page's 403 CSRF, a throttle's 429): only a
+                    # 5xx or no answer is the failure Redis used to cause.
+                    call.cause = (
+                        f"HTTP {response.status_code}" if response.status_code >= 500 else ""
+                    )
+                except httpx.HTTPError as exc:
+                    call.cause = f"admin transport: {type(exc).__name__}"
+                call.ok = not call.cause
+                call.ended = time.monotonic()
+                stack.calls.append(call)
+            await asyncio.sleep(1.0)
+
+
 async def stop_and_start_redis(stack: Stack, log: list[str]) -> Window:
+    """Stop Redis (broker and the admin's throttle cache); the admin API is called meanwhile."""
     start = time.monotonic()
+    stop = asyncio.Event()
     await asyncio.to_thread(stack["redis"].stop)
     log.append(f"{clock()} Redis stopped")
+    calls = asyncio.create_task(admin_api_calls(stack, stop))
     await asyncio.sleep(OUTAGE["redis"])
+    stop.set()
+    await calls
     await asyncio.to_thread(stack["redis"].restart)
     log.append(f"{clock()} Redis back")
     return ("redis down", start, time.monotonic())
+
+
+def hostile_upstream(mode: str) -> Fault:
+    """For a while, clients also ask for the models whose primary is the hostile upstream."""
+
+    async def fault(stack: Stack, log: list[str]) -> Window:
+        start = time.monotonic()
+        stack.fault_models[:] = list(HOSTILE[mode])
+        log.append(f"{clock()} clients ask for the {mode} upstream's models too")
+        await asyncio.sleep(OUTAGE["hostile"])
+        stack.fault_models.clear()
+        log.append(f"{clock()} {mode} upstream left alone")
+        return (f"upstream {mode}", start, time.monotonic())
+
+    fault.__name__ = f"upstream_{mode}"
+    return fault
 
 
 async def stop_and_start_admin(stack: Stack, log: list[str]) -> Window:
@@ -439,10 +546,14 @@ async def restart_celery_worker(stack: Stack, log: list[str]) -> Window:
 
 
 Fault = Callable[[Stack, list[str]], Awaitable[Window]]
+HOSTILE_FAULTS: list[Fault] = [hostile_upstream(mode) for mode in HOSTILE]
 FAULTS: list[Fault] = [
     kill_and_restart_backend,
+    HOSTILE_FAULTS[0],
     stop_and_start_redis,
+    HOSTILE_FAULTS[1],
     stop_and_start_admin,
+    HOSTILE_FAULTS[2],
     restart_celery_worker,
 ]
 
@@ -456,6 +567,7 @@ def estimate(fault: Fault) -> float:
         stop_and_start_redis: OUTAGE["redis"] + 45,
         stop_and_start_admin: OUTAGE["admin"] + 5,
         restart_celery_worker: 50.0,
+        **{f: OUTAGE["hostile"] + 5 for f in HOSTILE_FAULTS},
     }
     return durations[fault]
 
@@ -541,6 +653,7 @@ async def soak(stack: Stack, minutes: float, clients: int, pause: float) -> Repo
     warmup = min(120.0, total * 0.2)
     stop = asyncio.Event()
     snapshot(stack, report, "start")
+    stack.calls = report.calls
     loops = [
         asyncio.create_task(client_loop(stack, report.calls, stop, seed, pause))
         for seed in range(clients)
@@ -628,11 +741,30 @@ def print_report(stack: Stack, report: Report, minutes: float) -> bool:
             ))  # fmt: skip
         elif name == "redis down":
             resumed = report.resumed.get(name)
+            admin = [c for c in during if c.model == "admin"]
             goals.append((
                 "requests flow while Redis is down; probes and roll-ups resume after",
                 not failed and len(during) > 0 and resumed is not None,
-                f"{len(during)} requests, {len(failed)} failed; resumed "
+                f"{len(during) - len(admin)} requests, {len(failed)} failed; resumed "
                 + (f"{resumed:.0f} s after Redis came back" if resumed is not None else "NOT"),
+            ))  # fmt: skip
+            admin_failed = [c for c in admin if not c.ok]
+            goals.append((
+                "the admin API (throttles and caches on Redis) answers while Redis is down",
+                len(admin) > 0 and not admin_failed,
+                f"{len(admin)} calls, {len(admin_failed)} failed "
+                f"{dict(Counter(f'{c.kind}: {c.cause}' for c in admin_failed))}",
+            ))  # fmt: skip
+        elif name.startswith("upstream "):
+            models = HOSTILE[name.removeprefix("upstream ")]
+            asked = [c for c in during if c.model in models]
+            bad = [c for c in asked if not c.ok]
+            goals.append((
+                f"every request to the {name.removeprefix('upstream ')} upstream is answered "
+                "(by its fallback), none hangs",
+                len(asked) > 0 and not bad,
+                f"{len(asked)} requests, {sum(c.fallback for c in asked)} by the fallback, "
+                f"{len(bad)} failed {dict(Counter(c.cause for c in bad))}",
             ))  # fmt: skip
         elif name == "worker restarted":
             resumed = report.resumed.get(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import time
@@ -15,9 +16,12 @@ from typing import Any
 import httpx
 
 from routing._backends import Backend, backend_class
+from routing._backends._base import DEFAULT_MAX_ANSWER_BYTES, DEFAULT_MAX_LINE_BYTES
 from routing._breaker import BreakerBoard
+from routing._environment import router_options_from_environment
 from routing._exceptions import (
     AllTargetsFailed,
+    InvalidRequest,
     RouterClosed,
     StreamInterrupted,
     TargetFailure,
@@ -77,21 +81,31 @@ class LLMRouter:
         metrics_interval: float = 1.0,
         transport: httpx.AsyncBaseTransport | None = None,
         on_sample: Callable[[Mapping[str, Any]], None] | None = None,
+        allowed_networks: Sequence[str] | None = None,
+        proxies: Mapping[str, str | None] | None = None,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
         limits = httpx.Limits(
             max_connections=max_connections,
             max_keepalive_connections=max_keepalive_connections,
             keepalive_expiry=keepalive_expiry,
         )
+        if max_answer_bytes <= 0 or max_line_bytes <= 0:
+            raise InvalidRequest("max_answer_bytes and max_line_bytes must be positive")
         self._client = _CookielessClient(
             # httpx applies limits only to its own transport: the lean one is given them.
             limits=limits,
             # Every call passes its own timeout; this only guards a call that forgot.
             timeout=httpx.Timeout(60.0, connect=connect_timeout, pool=connect_timeout),
-            # Why: backends are on the LAN; a proxy from the environment would break them.
+            # The environment is read at the edge (get_llm_router() passes ``proxies``).
             trust_env=False,
-            transport=transport or LeanTransport(limits=limits),
+            transport=transport
+            or LeanTransport(limits=limits, allowed_networks=_networks(allowed_networks)),
+            mounts=_proxy_mounts(proxies, limits),
         )
+        self._max_answer_bytes = max_answer_bytes
+        self._max_line_bytes = max_line_bytes
         file_routes = (
             load_routes_file(routes_file, default_ollama_url=default_ollama_url)
             if routes_file
@@ -249,7 +263,10 @@ class LLMRouter:
             if cls is None:
                 return None
             backend = self._backends[kind] = cls(
-                self._client, connect_timeout=self._connect_timeout
+                self._client,
+                connect_timeout=self._connect_timeout,
+                max_answer_bytes=self._max_answer_bytes,
+                max_line_bytes=self._max_line_bytes,
             )
         return backend
 
@@ -571,6 +588,39 @@ class _CookielessClient(httpx.AsyncClient):
 _NO_COOKIES = _NoCookies()
 
 
+def _networks(allowed: Sequence[str] | None) -> tuple[str, ...] | None:
+    """Validate the allowed networks (CIDR strings) once, when the router is made."""
+    if allowed is None:
+        return None
+    if isinstance(allowed, str):
+        raise InvalidRequest("allowed_networks must be a list of CIDRs, not one string")
+    for network in allowed:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise InvalidRequest(f"allowed_networks: {network!r} is not a network") from None
+    return tuple(allowed)
+
+
+def _proxy_mounts(
+    proxies: Mapping[str, str | None] | None, limits: httpx.Limits
+) -> dict[str, httpx.AsyncBaseTransport | None]:
+    """httpx mounts for the proxies: URL pattern -> httpx's transport through that proxy.
+
+    Patterns are httpx's (``http://``, ``all://*.lan``); None means "connect directly",
+    over the router's own transport. Proxied calls go through httpx's transport, which
+    speaks the proxy protocols (the proxy, not the router, then connects to the backend).
+    """
+    mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
+    for pattern, proxy in (proxies or {}).items():
+        mounts[pattern] = (
+            None
+            if proxy is None
+            else httpx.AsyncHTTPTransport(proxy=proxy, limits=limits, trust_env=False)
+        )
+    return mounts
+
+
 def _targets_to_try(targets: tuple[Target, ...]) -> tuple[Target, ...]:
     """Leave out the targets marked down, unless all are (then try them all)."""
     if len(targets) < 2:
@@ -679,8 +729,9 @@ def get_llm_router() -> LLMRouter:
     """Return the process-wide router, configured from the environment.
 
     ``ADMIN_API_URL`` (default http://localhost:8080; empty for none), ``ATHENA_SERVICE_KEY``,
-    ``ATHENA_ROUTES_FILE`` (when set and ADMIN_API_URL is not, no admin is used) and
-    ``ATHENA_DEFAULT_OLLAMA_URL`` (default http://localhost:11434).
+    ``ATHENA_ROUTES_FILE`` (when set and ADMIN_API_URL is not, no admin is used),
+    ``ATHENA_DEFAULT_OLLAMA_URL`` (default http://localhost:11434), and those of
+    ``router_options_from_environment`` (allowed networks, answer caps, proxies).
     """
     global _router
     if _router is None or _router.closed:
@@ -694,5 +745,6 @@ def get_llm_router() -> LLMRouter:
             service_key=env.get("ATHENA_SERVICE_KEY") or None,
             routes_file=routes_file,
             default_ollama_url=env.get("ATHENA_DEFAULT_OLLAMA_URL") or DEFAULT_OLLAMA_URL,
+            **router_options_from_environment(env),
         )
     return _router

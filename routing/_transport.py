@@ -1,46 +1,167 @@
-"""A lean HTTP/1.1 transport for the router's httpx client (plain http:// upstreams).
+"""The router's HTTP/1.1 transport: httpx's interface, httptools' parser, a cheap pool.
 
-Why: httpcore's pool checks every pooled connection on every request (a poll() syscall per
-idle connection to see whether it was closed), so with the 64+ keep-alive connections a busy
-process holds, its cost grows with concurrency and caps one process near 250 requests/s on
-a 2-core machine. This transport keeps idle connections per origin in a LIFO stack and
-checks only the one it takes. It speaks HTTP/1.1 (RFC 9112) with Content-Length, chunked or
-close-delimited bodies, which is what Ollama, mlx_server and OpenAI-compatible servers send;
-https:// goes to httpx's own transport. It raises httpx's exceptions, so routing maps them
-as it maps httpcore's.
+Why not httpx's own transport (httpcore): its pool checks every pooled connection on every
+request (a poll() syscall per idle connection), so with the 64+ keep-alive connections a
+busy process holds its cost grows with concurrency: at c=64 a call over it costs 5x the CPU
+of one over this transport (``bench/router_bench.py``, the CPU/call "direct" and "lean"
+columns; figures in docs/benchmarks.md). This transport keeps idle connections per origin in
+a LIFO stack and checks only the one it takes.
 
-It honours the same ``httpx.Limits`` as httpx's transport: ``max_connections`` caps the
-connections open at once (a request beyond it waits for one, up to the request's pool
-timeout, then fails with ``httpx.PoolTimeout``), ``max_keepalive_connections`` caps the idle
-ones kept, ``keepalive_expiry`` closes those idle for longer.
+What it does not do by hand: parse. Answers are parsed by httptools (llhttp, Node's parser,
+the one uvicorn uses); anything llhttp refuses is ``httpx.RemoteProtocolError``. What it
+adds on top, and why:
+
+- Retries: a request is sent again (once, on a fresh connection) only if it went out on a
+  reused connection, the connection closed before a single byte of the answer, and the
+  method is idempotent (RFC 9110 section 9.2.2). A POST is never retried: its bytes may have
+  reached the upstream, which may be running the generation (RFC 9112 section 9.3.1).
+- Bounded buffering: the socket is read 64 KiB at a time and each read's body bytes are
+  handed on before the next read, whatever chunk size the upstream announces; a response
+  head longer than 64 KiB is a protocol error.
+- Address checks: a request marked with the ``CHECK_ADDRESS`` extension (the router's calls
+  to backend endpoints) resolves the host once, checks every address against the allowed
+  networks (``routing._addresses``) and connects to a checked address, so a DNS answer that
+  changed since the entry was saved (DNS rebinding) is a connect error, not a connection.
+- http:// and https:// (TLS by asyncio, certificates checked with httpx's SSL context).
+  Proxies are not its business: the router mounts httpx's transport for proxied URLs.
+
+It honours ``httpx.Limits`` as httpx's transport does: ``max_connections`` caps the
+connections open at once (a request beyond it waits up to its pool timeout, then fails with
+``httpx.PoolTimeout``), ``max_keepalive_connections`` caps the idle ones kept,
+``keepalive_expiry`` closes those idle for longer. It raises only httpx's exceptions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+import httptools
 import httpx
 
-__all__ = ["LeanTransport"]
+from routing._addresses import UnsafeEndpoint, resolve_checked
 
-# The longest response head (status line and headers) or chunk-size line accepted; also the
-# StreamReader's buffer limit, so a server cannot make us buffer much more than this.
+__all__ = ["CHECK_ADDRESS", "LeanTransport"]
+
+# Request extension: check the connection's address against the allowed networks.
+CHECK_ADDRESS = "routing.check_address"
+
+# The longest response head accepted, and the most bytes read from the socket at once (also
+# the StreamReader's limit: it stops reading from the socket past twice that).
 _MAX_HEAD = 64 * 1024
-_READ_SIZE = 65536
-# Chunk sizes are hex; 16 digits already exceed any body a server could send.
-_MAX_CHUNK_DIGITS = 16
-_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
-_WHITESPACE = b" \t"
+_READ_SIZE = 64 * 1024
+# RFC 9110 section 9.2.2.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+_FORBIDDEN_IN_HEADERS = (b"\r", b"\n", b"\0")
+# Any address, less the ones never allowed: what a transport without allowed networks checks.
+_ANY_NETWORK = ("0.0.0.0/0", "::/0")
 
-Origin = tuple[str, int]
+# (scheme, host, port, whether the address was checked): a connection opened without the
+# check is never handed to a request that asks for it.
+Origin = tuple[str, str, int, bool]
 
 
-class _StaleConnection(Exception):
-    """A reused connection turned out closed before any answer: safe to retry once."""
+class _NoAnswer(Exception):
+    """The connection closed (or failed) before a single byte of the answer arrived."""
+
+
+class _Answer:
+    """One response as httptools parses it; the parser calls the ``on_*`` methods.
+
+    Body bytes are collected per fed piece and taken by the body's reader before the next
+    read, so what is held is at most one read (64 KiB) whatever the upstream's framing.
+    """
+
+    __slots__ = (
+        "parser",
+        "status",
+        "headers",
+        "pieces",
+        "head_done",
+        "complete",
+        "interim",
+        "framed",
+        "keep_alive",
+        "trailing",
+        "version",
+    )
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.pieces: list[bytes] = []
+        self.head_done = False
+        self.complete = False
+        self.interim = False
+        # Whether the head framed the body (Content-Length or Transfer-Encoding); without
+        # either, the body runs until the server closes the connection (RFC 9112 6.3).
+        self.framed = False
+        self.keep_alive = False
+        self.trailing = False  # bytes came after the answer: the connection is not reused
+        self.version = b"HTTP/1.1"
+
+    # -- httptools callbacks ---------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            self.trailing = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.complete:
+            return
+        self.headers.append((name, value))
+        lower = name.lower()
+        if lower == b"content-length" or lower == b"transfer-encoding":
+            self.framed = True
+
+    def on_headers_complete(self) -> None:
+        if self.complete:
+            return
+        status = self.parser.get_status_code()
+        if status < 200:
+            # An interim answer (100 Continue, 103 Early Hints): the real one follows.
+            self.interim = True
+            self.headers = []
+            self.framed = False
+            return
+        self.status = status
+        self.version = b"HTTP/" + self.parser.get_http_version().encode()
+        self.head_done = True
+
+    def on_body(self, body: bytes) -> None:
+        if not self.complete:
+            self.pieces.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
+        if not self.complete:
+            self.complete = True
+            self.keep_alive = self.parser.should_keep_alive()
+
+    # -- feeding ---------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Parse the next bytes from the socket; malformed HTTP is RemoteProtocolError."""
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            raise httpx.RemoteProtocolError("the upstream switched protocols unasked") from None
+        except httptools.HttpParserError as exc:
+            if self.complete:  # garbage after a whole answer: it stands, the connection not
+                self.trailing = True
+                return
+            raise httpx.RemoteProtocolError(f"malformed HTTP answer: {exc}") from None
+
+    def take_pieces(self) -> list[bytes]:
+        pieces, self.pieces = self.pieces, []
+        return pieces
 
 
 class _Connection:
@@ -76,24 +197,20 @@ class _Body(httpx.AsyncByteStream):
         transport: LeanTransport,
         origin: Origin,
         connection: _Connection,
-        length: int | None,
-        chunked: bool,
-        keep_alive: bool,
+        answer: _Answer,
         read_timeout: float | None,
     ) -> None:
         self._transport = transport
         self._origin = origin
         self._connection: _Connection | None = connection
-        self._length = length
-        self._chunked = chunked
-        # A close-delimited body ends with the connection: it cannot be reused.
-        self._keep_alive = keep_alive and (chunked or length is not None)
+        self._answer = answer
         self._timeout = read_timeout
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         connection = self._connection
         if connection is None:
             return
+        answer = self._answer
         reader = connection.reader
         timeout = self._timeout
         loop = asyncio.get_running_loop()
@@ -102,56 +219,35 @@ class _Body(httpx.AsyncByteStream):
         # a streamed answer is read in dozens of pieces and that context was most of the cost
         # of each. The timer is disarmed before every yield, so a consumer that holds the
         # body between pieces (longer than the timeout, even) is never cancelled by it.
-        # The body is read by the task that started reading it, as httpx's streams are.
         try:
             async with asyncio.timeout(None) as timer:
-                if self._chunked:
-                    while True:  # RFC 9112 section 7.1
-                        if timeout is not None:
-                            timer.reschedule(loop.time() + timeout)
-                        size = _chunk_size(await reader.readuntil(b"\r\n"))
-                        if size == 0:
-                            # Trailer fields, if any, end with an empty line.
-                            while await reader.readuntil(b"\r\n") != b"\r\n":
-                                pass
-                            break
-                        chunk = await reader.readexactly(size + 2)
-                        timer.reschedule(None)
-                        if chunk[-2:] != b"\r\n":
-                            raise httpx.RemoteProtocolError("chunk data not followed by CRLF")
-                        yield chunk[:-2]
-                elif self._length is not None:
-                    remaining = self._length
-                    while remaining > 0:
-                        if timeout is not None:
-                            timer.reschedule(loop.time() + timeout)
-                        data = await reader.read(min(remaining, _READ_SIZE))
-                        timer.reschedule(None)
-                        if not data:
-                            raise asyncio.IncompleteReadError(b"", remaining)
-                        remaining -= len(data)
-                        yield data
-                else:  # no length: the body runs until the server closes the connection
-                    while True:
-                        if timeout is not None:
-                            timer.reschedule(loop.time() + timeout)
-                        data = await reader.read(_READ_SIZE)
-                        timer.reschedule(None)
-                        if not data:
-                            break
-                        yield data
+                while True:
+                    for piece in answer.take_pieces():
+                        yield piece
+                    if answer.complete:
+                        break
+                    if timeout is not None:
+                        timer.reschedule(loop.time() + timeout)
+                    data = await reader.read(_READ_SIZE)
+                    timer.reschedule(None)
+                    if not data:
+                        if answer.framed:
+                            raise httpx.RemoteProtocolError(
+                                "the upstream closed the connection mid-answer"
+                            )
+                        answer.complete = True  # a body delimited by the connection's close
+                        answer.keep_alive = False
+                        break
+                    answer.feed(data)
         except TimeoutError:
             self._drop()
             raise httpx.ReadTimeout("timed out reading the response body") from None
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-            self._drop()
-            raise httpx.RemoteProtocolError(f"response body cut short: {exc!r}") from None
         except OSError as exc:
             self._drop()
             raise httpx.ReadError(f"reading the response body failed: {exc!r}") from None
         except BaseException:
-            # A framing error (httpx.RemoteProtocolError), or the consumer went away
-            # (GeneratorExit, cancellation): either way the connection is mid-body.
+            # A protocol error, or the consumer went away (GeneratorExit, cancellation):
+            # either way the connection is mid-body.
             self._drop()
             raise
         self._release()
@@ -159,7 +255,8 @@ class _Body(httpx.AsyncByteStream):
     def _release(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            if self._keep_alive:
+            answer = self._answer
+            if answer.keep_alive and not answer.trailing:
                 self._transport._put(self._origin, connection)
             else:
                 connection.close()
@@ -175,28 +272,31 @@ class _Body(httpx.AsyncByteStream):
         self._drop()
 
 
-def _chunk_size(line: bytes) -> int:
-    """Parse ``chunk-size [; chunk-ext] CRLF``; anything else is a protocol error."""
-    digits = line[:-2].split(b";", 1)[0].rstrip(_WHITESPACE)
-    if not digits or len(digits) > _MAX_CHUNK_DIGITS or not _HEX_DIGITS.issuperset(digits):
-        raise httpx.RemoteProtocolError(f"malformed chunk size: {line[:80]!r}")
-    return int(digits, 16)
-
-
 class LeanTransport(httpx.AsyncBaseTransport):
-    """Pooled HTTP/1.1 for http:// origins within ``limits``; see the module docstring."""
+    """Pooled HTTP/1.1 within ``limits``; see the module docstring.
 
-    def __init__(self, *, limits: httpx.Limits | None = None) -> None:
+    ``allowed_networks``: the networks a request marked ``CHECK_ADDRESS`` may connect to
+    (CIDR strings); None allows any address except those never allowed (metadata, "any").
+    ``ssl_context``: for https://, default httpx's (certifi's certificates, names checked).
+    """
+
+    def __init__(
+        self,
+        *,
+        limits: httpx.Limits | None = None,
+        allowed_networks: Iterable[str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         limits = limits or httpx.Limits()
-        self._limits = limits
         self._max_open = limits.max_connections
         self._max_idle = limits.max_keepalive_connections
         self._expiry = limits.keepalive_expiry
+        self._allowed = tuple(_ANY_NETWORK if allowed_networks is None else allowed_networks)
         self._idle: dict[Origin, deque[_Connection]] = {}
         self._idle_count = 0
         self._open = 0  # connections open or being opened, idle ones included
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._fallback: httpx.AsyncHTTPTransport | None = None
+        self._ssl_context = ssl_context
         self._closed = False
 
     # -- the pool --------------------------------------------------------------------------
@@ -296,53 +396,87 @@ class LeanTransport(httpx.AsyncBaseTransport):
             waiter.cancel()
             if isinstance(exc, TimeoutError):
                 raise httpx.PoolTimeout(
-                    f"no connection to {origin[0]}:{origin[1]} came free in time: all "
+                    f"no connection to {origin[1]}:{origin[2]} came free in time: all "
                     f"{self._max_open} allowed (max_connections) are in use"
                 ) from None
             raise
 
     async def _connect(self, origin: Origin, timeout: float | None) -> _Connection:
+        scheme, host, port, checked = origin
         self._open += 1  # reserved before the await, so concurrent requests see the cap
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(
-                    origin[0], origin[1], limit=_MAX_HEAD
-                )
+                reader, writer = await self._open_stream(scheme, host, port, checked)
         except BaseException as exc:
             self._connection_closed()
             if isinstance(exc, TimeoutError):
-                raise httpx.ConnectTimeout(
-                    f"connecting to {origin[0]}:{origin[1]} timed out"
-                ) from None
+                raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
+            if isinstance(exc, UnsafeEndpoint):
+                raise httpx.ConnectError(f"refused: {exc}") from None
             if isinstance(exc, OSError):
                 raise httpx.ConnectError(str(exc) or type(exc).__name__) from None
             raise
         return _Connection(self, reader, writer)
 
+    async def _open_stream(
+        self, scheme: str, host: str, port: int, checked: bool
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        tls: dict[str, Any] = {}
+        if scheme == "https":
+            # The TCP connection may go to a checked address; TLS still checks the name.
+            tls = {"ssl": self._tls_context(), "server_hostname": host}
+        if not checked:
+            return await asyncio.open_connection(host, port, limit=_READ_SIZE, **tls)
+        addresses = await resolve_checked(host, port, self._allowed)
+        error: OSError | None = None
+        for address in addresses:  # in the resolver's order, as open_connection does
+            try:
+                return await asyncio.open_connection(str(address), port, limit=_READ_SIZE, **tls)
+            except OSError as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    def _tls_context(self) -> ssl.SSLContext:
+        # Made on first use: building it costs milliseconds that a router calling only
+        # http:// backends never needs. trust_env=False: certificates come from certifi.
+        if self._ssl_context is None:
+            self._ssl_context = httpx.create_ssl_context(trust_env=False)
+        return self._ssl_context
+
     # -- one request -----------------------------------------------------------------------
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        if url.scheme != "http":
-            return await self._https_transport().handle_async_request(request)
+        if url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"the router speaks http and https, not {url.scheme}")
+        if request.method == "HEAD":
+            # Whether a response has a body depends on the request for HEAD alone, which
+            # httptools cannot be told; the router never sends one.
+            raise httpx.UnsupportedProtocol("the router's transport does not send HEAD")
         if self._closed:
             raise httpx.ConnectError("the transport was closed")
-        origin = (url.host, url.port or 80)
+        checked = bool(request.extensions.get(CHECK_ADDRESS))
+        port = url.port or (443 if url.scheme == "https" else 80)
+        origin = (url.scheme, url.host, port, checked)
         timeouts: dict[str, Any] = request.extensions.get("timeout", {})
         body = b"".join([part async for part in request.stream])  # type: ignore[union-attr]
         head = _request_head(request, body)
         connection, reused = await self._acquire(origin, timeouts)
-        if reused:
-            try:
-                return await self._exchange(origin, connection, head, body, timeouts, request)
-            except _StaleConnection:
-                pass  # the server closed it while idle: once more on a fresh connection
-            connection, _ = await self._acquire(origin, timeouts, fresh=True)
         try:
-            return await self._exchange(origin, connection, head, body, timeouts, request)
-        except _StaleConnection:
+            return await self._exchange(origin, connection, head, body, timeouts)
+        except _NoAnswer:
+            if not (reused and request.method in _IDEMPOTENT):
+                raise httpx.RemoteProtocolError(
+                    "the upstream closed the connection without answering"
+                ) from None
+        # A kept-alive connection the server had closed: once more, on a fresh one.
+        connection, _ = await self._acquire(origin, timeouts, fresh=True)
+        try:
+            return await self._exchange(origin, connection, head, body, timeouts)
+        except _NoAnswer:
             raise httpx.RemoteProtocolError(
-                "server closed the connection without answering"
+                "the upstream closed the connection without answering"
             ) from None
 
     async def _exchange(
@@ -352,42 +486,21 @@ class LeanTransport(httpx.AsyncBaseTransport):
         head: bytes,
         body: bytes,
         timeouts: dict[str, Any],
-        request: httpx.Request,
     ) -> httpx.Response:
         """Send the request on the connection and read the response head."""
         try:
-            await self._send(connection, head, body, timeouts.get("write"))
-            raw_head = await _read_head(connection.reader, timeouts.get("read"))
-            status, headers, length, chunked, keep_alive = _parse_head(raw_head)
+            await _send(connection, head, body, timeouts.get("write"))
+            answer = await _read_head(connection.reader, timeouts.get("read"))
         except BaseException:
             connection.close()
             raise
-        if status in (204, 304) or request.method == "HEAD":
-            length, chunked = 0, False
-        stream = _Body(self, origin, connection, length, chunked, keep_alive, timeouts.get("read"))
+        stream = _Body(self, origin, connection, answer, timeouts.get("read"))
         return httpx.Response(
-            status, headers=headers, stream=stream, extensions={"http_version": b"HTTP/1.1"}
+            answer.status,
+            headers=answer.headers,
+            stream=stream,
+            extensions={"http_version": answer.version},
         )
-
-    @staticmethod
-    async def _send(
-        connection: _Connection, head: bytes, body: bytes, timeout: float | None
-    ) -> None:
-        writer = connection.writer
-        try:
-            if len(body) < _READ_SIZE:
-                writer.write(head + body)  # one send() for the usual small JSON body
-            else:
-                writer.write(head)
-                writer.write(body)
-            async with asyncio.timeout(timeout):
-                await writer.drain()
-        except TimeoutError:
-            raise httpx.WriteTimeout("timed out sending the request") from None
-        except ConnectionError:
-            raise _StaleConnection from None
-        except OSError as exc:
-            raise httpx.WriteError(f"sending the request failed: {exc!r}") from None
 
     async def aclose(self) -> None:
         self._closed = True
@@ -396,44 +509,51 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 stack.pop().close()
         self._idle.clear()
         self._idle_count = 0
-        if self._fallback is not None:
-            await self._fallback.aclose()
-
-    def _https_transport(self) -> httpx.AsyncHTTPTransport:
-        # Made on first use: building its SSL context costs milliseconds that a router
-        # calling only http:// backends never needs. trust_env=False as the client has.
-        if self._fallback is None:
-            self._fallback = httpx.AsyncHTTPTransport(limits=self._limits, trust_env=False)
-        return self._fallback
 
 
-async def _read_head(reader: asyncio.StreamReader, timeout: float | None) -> bytes:
-    """Read the response head, skipping interim (1xx) responses such as 100 Continue."""
+async def _send(connection: _Connection, head: bytes, body: bytes, timeout: float | None) -> None:
+    writer = connection.writer
+    try:
+        if len(body) < _READ_SIZE:
+            writer.write(head + body)  # one send() for the usual small JSON body
+        else:
+            writer.write(head)
+            writer.write(body)
+        async with asyncio.timeout(timeout):
+            await writer.drain()
+    except TimeoutError:
+        raise httpx.WriteTimeout("timed out sending the request") from None
+    except ConnectionError:
+        raise _NoAnswer from None
+    except OSError as exc:
+        raise httpx.WriteError(f"sending the request failed: {exc!r}") from None
+
+
+async def _read_head(reader: asyncio.StreamReader, timeout: float | None) -> _Answer:
+    """Read until the (final, non-1xx) response head is parsed; body bytes stay in the answer."""
+    answer = _Answer()
+    received = 0
     try:
         async with asyncio.timeout(timeout):
-            while True:
-                raw_head = await reader.readuntil(b"\r\n\r\n")
-                if not _is_interim(raw_head):
-                    return raw_head
+            while not answer.head_done:
+                data = await reader.read(_READ_SIZE)
+                if not data:
+                    if not received:
+                        raise _NoAnswer
+                    raise httpx.RemoteProtocolError("the upstream closed mid-way through the head")
+                received += len(data)
+                answer.feed(data)
+                if not answer.head_done and received > _MAX_HEAD:
+                    raise httpx.RemoteProtocolError(f"response head longer than {_MAX_HEAD} bytes")
     except TimeoutError:
         raise httpx.ReadTimeout("timed out waiting for the response") from None
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            raise _StaleConnection from None  # closed before a single byte: never answered
-        raise httpx.RemoteProtocolError("response head cut short") from None
-    except asyncio.LimitOverrunError:
-        raise httpx.RemoteProtocolError(
-            f"response head longer than {_MAX_HEAD} bytes or missing its blank line"
-        ) from None
     except ConnectionError:
-        raise _StaleConnection from None
+        if not received:
+            raise _NoAnswer from None
+        raise httpx.ReadError("the connection failed mid-way through the head") from None
     except OSError as exc:
         raise httpx.ReadError(f"reading the response failed: {exc!r}") from None
-
-
-def _is_interim(raw_head: bytes) -> bool:
-    # 1xx except 101 (which switches protocols and is never asked for here).
-    return raw_head[9:10] == b"1" and raw_head[:5] == b"HTTP/" and raw_head[9:12] != b"101"
+    return answer
 
 
 def _request_head(request: httpx.Request, body: bytes) -> bytes:
@@ -451,67 +571,8 @@ def _request_head(request: httpx.Request, body: bytes) -> bytes:
         lines.append(b"Host: " + request.url.netloc)
     if body or request.method in ("POST", "PUT", "PATCH"):
         lines.append(b"Content-Length: " + str(len(body)).encode())
+    joined = b"".join(lines)
+    if any(c in joined for c in _FORBIDDEN_IN_HEADERS):
+        # A header value with a line break would smuggle a header (or a request) upstream.
+        raise httpx.LocalProtocolError("a request header contains CR, LF or NUL")
     return b"\r\n".join(lines) + b"\r\n\r\n"
-
-
-def _parse_head(raw: bytes) -> tuple[int, list[tuple[bytes, bytes]], int | None, bool, bool]:
-    """Parse a response head into (status, headers, length, chunked, keep_alive).
-
-    Framing follows RFC 9112 section 6.3: chunked wins over Content-Length (and the
-    connection is then not reused, as the message may be an attack); a response with
-    neither runs until the server closes the connection.
-    """
-    lines = raw[:-4].split(b"\r\n")
-    status, keep_alive = _parse_status_line(lines[0])
-    headers: list[tuple[bytes, bytes]] = []
-    length: int | None = None
-    transfer_encoding: bytes | None = None
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not name or name[-1:] in _WHITESPACE or name[:1] in _WHITESPACE:
-            raise httpx.RemoteProtocolError(f"malformed header line: {line[:80]!r}")
-        value = value.strip(_WHITESPACE)
-        headers.append((name, value))
-        lower = name.lower()
-        if lower == b"content-length":
-            length = _content_length(value, length)
-        elif lower == b"transfer-encoding":
-            transfer_encoding = value.lower()
-        elif lower == b"connection":
-            tokens = [token.strip(_WHITESPACE) for token in value.lower().split(b",")]
-            if b"close" in tokens:
-                keep_alive = False
-            elif b"keep-alive" in tokens:
-                keep_alive = True
-    chunked = False
-    if transfer_encoding is not None:
-        # Only a final "chunked" frames the body; any other coding runs until close.
-        chunked = transfer_encoding.rsplit(b",", 1)[-1].strip(_WHITESPACE) == b"chunked"
-        if length is not None:
-            keep_alive = False
-        length = None
-    return status, headers, length, chunked, keep_alive
-
-
-def _parse_status_line(line: bytes) -> tuple[int, bool]:
-    """Return (status code, whether the version keeps the connection alive by default)."""
-    parts = line.split(b" ", 2)
-    if (
-        len(parts) < 2
-        or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0")
-        or len(parts[1]) != 3
-        or not parts[1].isdigit()
-    ):
-        raise httpx.RemoteProtocolError(f"malformed status line: {line[:80]!r}")
-    return int(parts[1]), parts[0] == b"HTTP/1.1"
-
-
-def _content_length(value: bytes, previous: int | None) -> int:
-    # RFC 9110 section 8.6: 1*DIGIT; repeated fields must agree. int() alone would accept
-    # "-1", "+5", "1_0" and surrounding spaces.
-    if not value.isdigit() or len(value) > 19:
-        raise httpx.RemoteProtocolError(f"malformed Content-Length: {value[:80]!r}")
-    length = int(value)
-    if previous is not None and previous != length:
-        raise httpx.RemoteProtocolError("conflicting Content-Length values")
-    return length

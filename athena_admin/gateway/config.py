@@ -64,7 +64,17 @@ class GatewayConfig:
             bearer_authenticator=import_string(hook_path) if hook_path else None,
             metrics_public=settings.ATHENA_METRICS_PUBLIC,
             metrics_max_models=settings.ATHENA_METRICS_MAX_MODELS,
+            router_options=_router_options(settings.ATHENA_ALLOWED_BACKEND_NETWORKS),
         )
+
+
+def _router_options(allowed_networks: list[str]) -> dict[str, Any]:
+    """The router's settings from the environment (answer caps, proxies), as get_llm_router()."""
+    from routing._environment import router_options_from_environment
+
+    options = router_options_from_environment(os.environ)
+    options["allowed_networks"] = list(allowed_networks)  # the admin's own setting
+    return options
 
 
 def read_service_key(path: Path) -> str | None:

@@ -27,3 +27,11 @@ def require(perm: str) -> type[permissions.BasePermission]:
 
     Required.__name__ = f"Require_{perm.replace('.', '_')}"
     return Required
+
+
+class MayReadRegistry(permissions.BasePermission):
+    """Whoever may read the registry through the API: the schema and its docs pages."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.has_perm("backends.view_llmbackend"))

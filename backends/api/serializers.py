@@ -221,9 +221,52 @@ class SampleSerializer(StrictJSONTypes, serializers.ModelSerializer):
 
 
 class SampleBatchSerializer(StrictJSONTypes, serializers.Serializer):
+    """The documented body: a batch of samples (each one is checked on its own)."""
+
     samples = SampleSerializer(many=True, min_length=1, max_length=1000, allow_empty=False)
+
+
+class SampleEnvelopeSerializer(StrictJSONTypes, serializers.Serializer):
+    """A batch at all: `samples` is a list of 1 to 1,000 items, whatever the items are."""
+
+    samples = serializers.ListField(min_length=1, max_length=1000, allow_empty=False)
+
+
+class SampleError(serializers.Serializer):
+    index = serializers.IntegerField(help_text="The sample's position in the batch.")
+    field = serializers.CharField(allow_null=True, help_text="Null when the item is no object.")
+    message = serializers.CharField()
 
 
 class IngestResultSerializer(serializers.Serializer):
     accepted = serializers.IntegerField()
     duplicates = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    errors = SampleError(many=True)
+
+
+def _messages(detail: Any) -> list[str]:
+    if isinstance(detail, dict):
+        return [m for value in detail.values() for m in _messages(value)]
+    if isinstance(detail, list):
+        return [m for value in detail for m in _messages(value)]
+    return [str(detail)]
+
+
+def samples_split(items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Validate each sample on its own: (the good ones, validated; an error per bad field).
+
+    One bad sample (a router bug, a negative count) must not cost the batch's good ones.
+    """
+    good: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        one = SampleSerializer(data=item)
+        if one.is_valid():
+            good.append(dict(one.validated_data))
+            continue
+        for name, detail in one.errors.items():
+            field = None if name in ("non_field_errors", "__all__") else name
+            message = " ".join(_messages(detail))
+            errors.append({"index": index, "field": field, "message": message})
+    return good, errors

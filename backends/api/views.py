@@ -1,5 +1,7 @@
 """The registry API: validate, call one service or selector, serialize."""
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db.models import Prefetch
@@ -11,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from athena_admin.counters import SAMPLES_REJECTED
 from backends import selectors, services
 from backends.api.permissions import require
 from backends.api.serializers import (
@@ -19,8 +22,12 @@ from backends.api.serializers import (
     RouteListSerializer,
     RouteSerializer,
     SampleBatchSerializer,
+    SampleEnvelopeSerializer,
+    samples_split,
 )
 from backends.models import FallbackLink, LLMBackend
+
+logger = logging.getLogger(__name__)
 
 
 def _registry() -> Any:
@@ -91,10 +98,10 @@ class RouteDetail(APIView):
 
     @extend_schema(responses={200: RouteSerializer, 304: OpenApiResponse(description="Unchanged")})
     def get(self, request: Request, model_name: str) -> Response:
-        route = selectors.route_for_model(model_name)
-        if route is None:
+        entry = selectors.enabled_entry(model_name)
+        if entry is None:
             raise Http404(f"No backend configured for model '{model_name}'")
-        return _with_etag(request, route)
+        return _with_etag(request, lambda: selectors.route_for_entry(entry))
 
 
 class RouteList(APIView):
@@ -106,27 +113,44 @@ class RouteList(APIView):
         responses={200: RouteListSerializer, 304: OpenApiResponse(description="Unchanged")}
     )
     def get(self, request: Request) -> Response:
-        return _with_etag(request, {"routes": selectors.all_routes()})
+        return _with_etag(request, lambda: {"routes": selectors.all_routes()})
 
 
-def _with_etag(request: Request, body: dict[str, Any]) -> Response:
-    etag = selectors.etag_for(body)
+def _with_etag(request: Request, build: Callable[[], dict[str, Any]]) -> Response:
+    """304 when the client's copy is current (without building the body), else the body."""
+    etag = selectors.routes_etag()
     if etag in request.headers.get("If-None-Match", ""):
         return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
-    return Response(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
+    return Response(build(), headers={"ETag": etag, "Cache-Control": "no-cache"})
 
 
 class SampleIngest(APIView):
-    """Accept a batch of request samples from a router."""
+    """Accept a batch of request samples from a router; keep the good ones, report the bad."""
 
     permission_classes = [require("backends.add_requestsample")]
 
     @extend_schema(request=SampleBatchSerializer, responses={202: IngestResultSerializer})
     def post(self, request: Request) -> Response:
-        batch = SampleBatchSerializer(data=request.data)
+        batch = SampleEnvelopeSerializer(data=request.data)
         batch.is_valid(raise_exception=True)
-        accepted, duplicates = services.samples_ingest(samples=batch.validated_data["samples"])
-        return Response({"accepted": accepted, "duplicates": duplicates}, status=202)
+        good, errors = samples_split(batch.validated_data["samples"])
+        accepted, duplicates = services.samples_ingest(samples=good) if good else (0, 0)
+        first_bad = {e["index"]: e["field"] or "item" for e in reversed(errors)}
+        for field in first_bad.values():
+            SAMPLES_REJECTED.labels(field).inc()
+        if first_bad:
+            logger.warning(
+                "metrics ingest: dropped %d of %d samples (first: %s)",
+                len(first_bad), len(batch.validated_data["samples"]), errors[0],
+            )  # fmt: skip
+        rejected = len(first_bad)
+        body = {
+            "accepted": accepted,
+            "duplicates": duplicates,
+            "rejected": rejected,
+            "errors": errors,
+        }
+        return Response(body, status=202)
 
 
 @csrf_exempt  # a PUT/PATCH/DELETE here gets the JSON 404, not the CSRF middleware's HTML 403

@@ -22,10 +22,13 @@ from routing._exceptions import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
+from routing._transport import CHECK_ADDRESS
 from routing._types import GenerationRequest, StreamEvent, Target
 from routing.logs import HOPS_HEADER, REQUEST_ID_HEADER, get_hops, get_request_id
 
 __all__ = [
+    "DEFAULT_MAX_ANSWER_BYTES",
+    "DEFAULT_MAX_LINE_BYTES",
     "Backend",
     "ProbeResult",
     "drain",
@@ -34,10 +37,28 @@ __all__ = [
     "http_errors",
     "iter_lines",
     "raise_for_status",
+    "read_answer",
     "request_headers",
 ]
 
+# The most bytes one upstream answer may have, streamed or not, and the longest line of a
+# stream. Why: an upstream's answer is held in memory (whole, when not streamed; a line at a
+# time, when streamed), so a broken or hostile upstream could otherwise exhaust the process.
+# Generous: a 32k-token answer is under 10 MiB even as SSE events; Ollama's final line
+# carries the context's token ids (about 1 MiB at 128k tokens).
+DEFAULT_MAX_ANSWER_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
+
 _MAX_ERROR_BODY = 2000
+# The most of an error answer's body read to find the backend's message.
+_MAX_ERROR_READ = 64 * 1024
+# Every request asks for an uncompressed answer: the caps above count the bytes that are
+# held, which a compressed body would multiply (and LAN backends gain nothing from it).
+_IDENTITY = "identity"
+_PLAIN_HEADERS = {"Accept-Encoding": _IDENTITY}
+# Backend endpoints come from the registry: the router's transport checks their addresses
+# against the allowed networks when it connects (see routing._transport.CHECK_ADDRESS).
+CHECKED = {CHECK_ADDRESS: True}
 _decode_json = json.JSONDecoder().decode
 # How long to wait for a stream's body to end after its final chunk (see drain()).
 _DRAIN_SECONDS = 1.0
@@ -90,9 +111,18 @@ class Backend(ABC):
     kind: ClassVar[str]
     protocol: ClassVar[str]
 
-    def __init__(self, client: httpx.AsyncClient, *, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        connect_timeout: float = 5.0,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    ) -> None:
         self._client = client
         self._connect_timeout = connect_timeout
+        self.max_answer_bytes = max_answer_bytes
+        self.max_line_bytes = max_line_bytes
         self._timeouts: dict[float, httpx.Timeout] = {}
         self._urls: dict[str, httpx.URL] = {}
 
@@ -139,9 +169,38 @@ class Backend(ABC):
                 f"malformed JSON from backend: {snippet!r}", target=target
             ) from exc
 
+    def post(
+        self, url: httpx.URL, body: Any, timeout: httpx.Timeout
+    ) -> contextlib.AbstractAsyncContextManager[httpx.Response]:
+        """Send a generation request; the answer's body is read by the caller (capped)."""
+        return self._client.stream(
+            "POST",
+            url,
+            json=body,
+            headers=request_headers(),
+            timeout=timeout,
+            extensions=CHECKED,
+        )
 
-def request_headers() -> dict[str, str] | None:
-    """Headers every generation call carries: the caller's request id, when there is one.
+    async def get_json(self, url: str, timeout: float) -> tuple[int, Any]:
+        """GET url: (status, its JSON body, or None for any status but 200), body capped."""
+        async with self._client.stream(
+            "GET", url, headers=_PLAIN_HEADERS, timeout=timeout, extensions=CHECKED
+        ) as response:
+            if response.status_code != 200:
+                return response.status_code, None
+            raw = await read_answer(response, None, self.max_answer_bytes)
+        return 200, json.loads(raw)
+
+    def lines(self, response: httpx.Response, target: Target) -> AsyncIterator[str]:
+        """The streamed answer's lines, within this backend's caps."""
+        return iter_lines(
+            response, target, max_line=self.max_line_bytes, max_answer=self.max_answer_bytes
+        )
+
+
+def request_headers() -> dict[str, str]:
+    """Headers every generation call carries: identity encoding, the caller's request id.
 
     The id comes from the ``routing.logs`` contextvar (the gateway sets it per request), so
     a backend's log lines can be matched with the caller's.
@@ -149,11 +208,11 @@ def request_headers() -> dict[str, str] | None:
     rid = get_request_id()
     hops = get_hops()
     if hops is not None:  # a gateway's call: one more hop (its loop detection, docs/gateway.md)
-        headers = {HOPS_HEADER: str(hops + 1)}
+        headers = {"Accept-Encoding": _IDENTITY, HOPS_HEADER: str(hops + 1)}
         if rid:
             headers[REQUEST_ID_HEADER] = rid
         return headers
-    return {REQUEST_ID_HEADER: rid} if rid else None
+    return {"Accept-Encoding": _IDENTITY, REQUEST_ID_HEADER: rid} if rid else _PLAIN_HEADERS
 
 
 class http_errors:  # lower case: used like the function it replaced, `with http_errors(t):`
@@ -189,7 +248,7 @@ class http_errors:  # lower case: used like the function it replaced, `with http
         if isinstance(exc, httpx.ConnectError):
             raise UpstreamConnectError(f"cannot connect: {exc}", target=target) from exc
         if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.DecodingError)):
-            raise UpstreamProtocolError(f"answer cut short: {exc}", target=target) from exc
+            raise UpstreamProtocolError(f"broken answer: {exc}", target=target) from exc
         raise UpstreamConnectError(f"{type(exc).__name__}: {exc}", target=target) from exc
 
 
@@ -209,7 +268,42 @@ def error_message(body: bytes) -> str:
     return text
 
 
-async def iter_lines(response: httpx.Response) -> AsyncIterator[str]:
+def _check_plain(response: httpx.Response, target: Target | None) -> None:
+    encoding = response.headers.get("content-encoding")
+    if encoding is not None and encoding.strip().lower() not in ("", _IDENTITY):
+        raise UpstreamProtocolError(
+            f"compressed answer (Content-Encoding: {encoding[:40]}) though identity was asked",
+            target=target,
+        )
+
+
+def _too_long(what: str, limit: int, setting: str, target: Target | None) -> UpstreamProtocolError:
+    return UpstreamProtocolError(f"{what} longer than {limit} bytes ({setting})", target=target)
+
+
+async def read_answer(response: httpx.Response, target: Target | None, limit: int) -> bytes:
+    """Read a whole answer body, refusing one over limit bytes before holding more than that."""
+    _check_plain(response, target)
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_long("answer", limit, "max_answer_bytes", target)
+    parts: list[bytes] = []
+    size = 0
+    async for data in response.aiter_raw():
+        size += len(data)
+        if size > limit:
+            raise _too_long("answer", limit, "max_answer_bytes", target)
+        parts.append(data)
+    return b"".join(parts)
+
+
+async def iter_lines(
+    response: httpx.Response,
+    target: Target | None,
+    *,
+    max_line: int = DEFAULT_MAX_LINE_BYTES,
+    max_answer: int = DEFAULT_MAX_ANSWER_BYTES,
+) -> AsyncIterator[str]:
     """Yield the body's lines (ended by \\n, \\r\\n or \\r, as SSE allows) without their ends.
 
     Why not ``response.aiter_lines()``: it runs two more generator layers and an incremental
@@ -217,18 +311,44 @@ async def iter_lines(response: httpx.Response) -> AsyncIterator[str]:
     lines gives the same text (UTF-8, bad bytes replaced, as httpx does), and never splits at
     the Unicode line separators (U+0085, U+2028) that may occur unescaped inside a JSON string.
     A \\r\\n split across two reads yields one extra empty line, which both protocols ignore.
+
+    Linear in the body's size: the unfinished line's pieces are kept in a list and joined
+    once, when a read brings its end (re-joining them per read was quadratic: 200 MiB without
+    a line break cost a minute of CPU). A line over ``max_line`` bytes or a body over
+    ``max_answer`` bytes is an UpstreamProtocolError.
     """
-    partial = b""
-    async for data in response.aiter_bytes():
-        if partial:
-            data = partial + data
-        lines = data.splitlines()
-        # The last piece is a whole line only when the read ended with a line break.
-        partial = b"" if not lines or data.endswith((b"\n", b"\r")) else lines.pop()
-        for line in lines:
+    _check_plain(response, target)
+    pending: list[bytes] = []  # the unfinished line, in pieces
+    pending_size = 0
+    total = 0
+    async for data in response.aiter_raw():
+        total += len(data)
+        if total > max_answer:
+            raise _too_long("answer", max_answer, "max_answer_bytes", target)
+        # Only this read can hold the end of the pending line: find its last line break.
+        end = max(data.rfind(b"\n"), data.rfind(b"\r"))
+        if end < 0:
+            pending.append(data)
+            pending_size += len(data)
+            if pending_size > max_line:
+                raise _too_long("a line of the answer", max_line, "max_line_bytes", target)
+            continue
+        if pending:
+            pending.append(data[: end + 1])
+            block = b"".join(pending)
+        else:
+            block = data[: end + 1] if end + 1 < len(data) else data
+        rest = data[end + 1 :]
+        pending = [rest] if rest else []
+        pending_size = len(rest)
+        for line in block.splitlines():
+            if len(line) > max_line:
+                raise _too_long("a line of the answer", max_line, "max_line_bytes", target)
             yield line.decode("utf-8", "replace")
-    if partial:
-        yield partial.decode("utf-8", "replace")
+        if pending_size > max_line:
+            raise _too_long("a line of the answer", max_line, "max_line_bytes", target)
+    if pending:
+        yield b"".join(pending).decode("utf-8", "replace")
 
 
 async def drain(lines: AsyncIterator[str]) -> None:
@@ -240,7 +360,7 @@ async def drain(lines: AsyncIterator[str]) -> None:
     server that sends more after it, stalls or breaks only loses its connection: the answer
     is already complete.
     """
-    with contextlib.suppress(httpx.HTTPError, TimeoutError):
+    with contextlib.suppress(httpx.HTTPError, UpstreamError, TimeoutError):
         async with asyncio.timeout(_DRAIN_SECONDS):
             async for line in lines:
                 if line:
@@ -251,8 +371,17 @@ async def raise_for_status(response: httpx.Response, target: Target) -> None:
     """Raise UpstreamStatusError with the backend's message for any status >= 400."""
     if response.status_code < 400:
         return
+    parts: list[bytes] = []
+    size = 0
     with http_errors(target):
-        body = await response.aread()
+        # Enough of the body to find the backend's message; the rest is never read (the
+        # connection is then closed, not reused).
+        async for data in response.aiter_raw():
+            parts.append(data)
+            size += len(data)
+            if size >= _MAX_ERROR_READ:
+                break
+    body = b"".join(parts)[:_MAX_ERROR_READ]
     raise UpstreamStatusError(
         response.status_code,
         error_message(body),

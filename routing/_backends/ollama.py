@@ -18,9 +18,8 @@ from routing._backends._base import (
     drain,
     failed_probe,
     http_errors,
-    iter_lines,
     raise_for_status,
-    request_headers,
+    read_answer,
     status_probe_failure,
 )
 from routing._exceptions import UpstreamError, UpstreamProtocolError
@@ -68,11 +67,9 @@ class OllamaBackend(Backend):
         timeout = self.timeout_for(target)
         if not request.stream:
             with http_errors(target):
-                response = await self._client.post(
-                    url, json=body, headers=request_headers(), timeout=timeout
-                )
-                await raise_for_status(response, target)
-                raw = response.content
+                async with self.post(url, body, timeout) as response:
+                    await raise_for_status(response, target)
+                    raw = await read_answer(response, target, self.max_answer_bytes)
             obj = self._chunk(self.parse_json(raw, target), target)
             text = _text_of(obj)
             if text:
@@ -80,11 +77,9 @@ class OllamaBackend(Backend):
             yield _finish(obj)
             return
         with http_errors(target):
-            async with self._client.stream(
-                "POST", url, json=body, headers=request_headers(), timeout=timeout
-            ) as response:
+            async with self.post(url, body, timeout) as response:
                 await raise_for_status(response, target)
-                lines = iter_lines(response)
+                lines = self.lines(response, target)
                 async for line in lines:
                     if not line:
                         continue
@@ -118,15 +113,15 @@ class OllamaBackend(Backend):
         started = time.perf_counter()
         try:
             with http_errors(None):
-                response = await self._client.get(base + "/api/version", timeout=timeout)
-                if response.status_code == 200:
-                    version = response.json().get("version")
+                status, body = await self.get_json(base + "/api/version", timeout)
+                if status == 200:
+                    version = body.get("version")
                     tags_started = time.perf_counter()
-                    response = await self._client.get(base + "/api/tags", timeout=timeout)
-            if response.status_code != 200:
-                return status_probe_failure(started, response.status_code)
+                    status, body = await self.get_json(base + "/api/tags", timeout)
+            if status != 200:
+                return status_probe_failure(started, status)
             ms = (time.perf_counter() - tags_started) * 1000
-            models = tuple(m.get("name", "") for m in response.json().get("models", []))
+            models = tuple(m.get("name", "") for m in body.get("models", []))
             return ProbeResult(
                 True,
                 ms,
@@ -142,10 +137,10 @@ class OllamaBackend(Backend):
         """GET /api/ps lists the models in memory (never loads one); None if it cannot say."""
         try:
             with http_errors(None):
-                response = await self._client.get(base + "/api/ps", timeout=timeout)
-            if response.status_code != 200:
+                status, body = await self.get_json(base + "/api/ps", timeout)
+            if status != 200:
                 return None
-            return tuple(m.get("name", "") for m in response.json().get("models", []))
+            return tuple(m.get("name", "") for m in body.get("models", []))
         except (UpstreamError, ValueError, AttributeError):
             return None
 

@@ -18,9 +18,8 @@ from routing._backends._base import (
     drain,
     failed_probe,
     http_errors,
-    iter_lines,
     raise_for_status,
-    request_headers,
+    read_answer,
     status_probe_failure,
 )
 from routing._exceptions import UpstreamError, UpstreamProtocolError
@@ -70,11 +69,9 @@ class OpenAIBackend(Backend):
         timeout = self.timeout_for(target)
         if not request.stream:
             with http_errors(target):
-                response = await self._client.post(
-                    url, json=body, headers=request_headers(), timeout=timeout
-                )
-                await raise_for_status(response, target)
-                raw = response.content
+                async with self.post(url, body, timeout) as response:
+                    await raise_for_status(response, target)
+                    raw = await read_answer(response, target, self.max_answer_bytes)
             obj = self._object(self.parse_json(raw, target), target)
             choice = _first_choice(obj, target)
             text = _choice_text(choice, chat)
@@ -85,11 +82,9 @@ class OpenAIBackend(Backend):
         finish_reason: str | None = None
         usage_chunk: Mapping[str, Any] = {}
         with http_errors(target):
-            async with self._client.stream(
-                "POST", url, json=body, headers=request_headers(), timeout=timeout
-            ) as response:
+            async with self.post(url, body, timeout) as response:
                 await raise_for_status(response, target)
-                lines = iter_lines(response)
+                lines = self.lines(response, target)
                 async for line in lines:
                     # SSE: only `data:` fields matter here; blank lines and `:` comments are framing.
                     if not line.startswith("data:"):
@@ -127,13 +122,13 @@ class OpenAIBackend(Backend):
         started = time.perf_counter()
         try:
             with http_errors(None):
-                response = await self._client.get(
-                    endpoint_url.rstrip("/") + self.health_path, timeout=timeout
+                status, body = await self.get_json(
+                    endpoint_url.rstrip("/") + self.health_path, timeout
                 )
             ms = (time.perf_counter() - started) * 1000
-            if response.status_code != 200:
-                return status_probe_failure(started, response.status_code)
-            models, loaded = self.probe_models(response.json())
+            if status != 200:
+                return status_probe_failure(started, status)
+            models, loaded = self.probe_models(body)
             return ProbeResult(True, ms, models=models, loaded=loaded, status_code=200)
         except (UpstreamError, ValueError, AttributeError) as exc:
             return failed_probe(started, exc)

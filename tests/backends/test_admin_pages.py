@@ -1,8 +1,10 @@
 """The operator's admin: pages render, bulk actions work, viewers can only look."""
 
+import re
 from typing import Any
 
 import pytest
+from django.contrib.staticfiles import finders
 from django.test import Client
 
 from backends.models import FallbackLink, LLMBackend, ServiceKey
@@ -23,8 +25,8 @@ def test_changelist_shows_the_registry_columns(operator: Any, make_entry: Any) -
         "phi3:mini-classify",
         "phi3:mini",
         "http://127.0.0.1:11434",
-        "tok/s",
-        "latency ms",
+        "performance",
+        "no calls yet",
         "health",
         'name="viewport"',
         "upstream model",
@@ -175,3 +177,153 @@ def test_a_key_made_in_the_admin_is_shown_once_and_works(superuser: Any, api: An
 
 def test_operators_cannot_manage_keys(operator: Any) -> None:
     assert signed_in(operator).get("/admin/backends/servicekey/").status_code == 403
+
+
+def test_the_changelist_shows_performance_in_one_column(operator: Any, make_entry: Any) -> None:
+    entry = make_entry("phi3:mini")
+    LLMBackend.objects.filter(pk=entry.pk).update(
+        avg_tokens_per_sec=42.25, avg_latency_ms=230.4, total_requests=12, total_errors=1
+    )
+    html = signed_in(operator).get("/admin/backends/llmbackend/").content.decode()
+    assert '<td class="field-performance">' in html
+    assert ">42.2 tok/s · 230 ms</span><br><small>12 calls, 1 error</small>" in html
+    for gone in ("field-tokens_per_sec", "field-latency_ms", "field-total_requests"):
+        assert gone not in html
+
+
+def test_the_add_form_leaves_out_statistics_a_new_entry_cannot_have(operator: Any) -> None:
+    html = signed_in(operator).get("/admin/backends/llmbackend/add/").content.decode()
+    assert 'name="model_name"' in html and 'name="max_tokens"' in html
+    for label in ("Health and performance", "Avg tokens per sec", "Total requests", "History"):
+        assert label not in html, label
+
+
+def test_the_change_form_still_shows_them(operator: Any, make_entry: Any) -> None:
+    entry = make_entry("phi3:mini")
+    html = signed_in(operator).get(f"/admin/backends/llmbackend/{entry.pk}/change/").content
+    assert "Health and performance" in html.decode() and "Total requests" in html.decode()
+
+
+def test_an_empty_registry_says_how_to_add_the_first_entry(operator: Any, viewer: Any) -> None:
+    html = signed_in(operator).get("/admin/backends/llmbackend/").content.decode()
+    assert 'id="registry-empty"' in html
+    assert 'href="/admin/backends/llmbackend/add/">Add the first one</a>' in html
+    assert "manage.py import_registry FILE" in html
+    viewing = signed_in(viewer).get("/admin/backends/llmbackend/").content.decode()
+    assert "No LLM backends yet." in viewing and "Add the first one" not in viewing
+
+
+def test_a_search_that_finds_nothing_offers_the_whole_list(operator: Any, make_entry: Any) -> None:
+    make_entry("phi3:mini")
+    html = signed_in(operator).get("/admin/backends/llmbackend/?q=nothing-like-it").content
+    assert 'id="registry-no-match"' in html.decode()
+    assert '<a href="?">Show all 1</a>' in html.decode()
+
+
+@pytest.mark.parametrize("path", ["/admin/", "/admin/login/", "/admin/backends/llmbackend/"])
+def test_every_admin_page_is_athenas_with_an_icon_that_exists(operator: Any, path: str) -> None:
+    client = signed_in(operator) if path != "/admin/login/" else Client()
+    html = client.get(path).content.decode()
+    assert '<div id="site-name"><a href="/admin/">Athena</a></div>' in html
+    assert "| Athena admin</title>" in html
+    assert "Django administration" not in html
+    icon = re.search(r'<link rel="icon" href="([^"]+)"', html)
+    assert icon and icon.group(1) == "/static/athena/favicon.svg"
+    assert finders.find("athena/favicon.svg")
+
+
+def test_the_index_has_athenas_title(operator: Any) -> None:
+    assert (
+        "LLM routing: registry and operations"
+        in signed_in(operator).get("/admin/").content.decode()
+    )
+
+
+def test_favicon_ico_leads_to_the_icon(db: None) -> None:
+    response = Client().get("/favicon.ico")
+    assert response.status_code == 301
+    assert response["Location"] == "/static/athena/favicon.svg"
+
+
+def _form(entry: LLMBackend, **changes: Any) -> dict[str, Any]:
+    values = {
+        "model_name": entry.model_name,
+        "backend_type": entry.backend_type,
+        "endpoint_url": entry.endpoint_url,
+        "upstream_model": entry.upstream_model,
+        "enabled": "on",
+        "priority": entry.priority,
+        "max_tokens": entry.max_tokens,
+        "temperature_default": entry.temperature_default,
+        "timeout_seconds": entry.timeout_seconds,
+        "description": entry.description,
+        "fallback_links-TOTAL_FORMS": 0,
+        "fallback_links-INITIAL_FORMS": 0,
+    }
+    return {**values, **changes}
+
+
+def test_a_rename_in_the_admin_follows_the_same_rule_as_the_api(
+    operator: Any, make_entry: Any
+) -> None:
+    tracked = make_entry("phi3:mini")
+    pinned = make_entry("alias", upstream_model="phi3:mini")
+    client = signed_in(operator)
+    for entry, new_name in ((tracked, "phi3:mini-2"), (pinned, "alias-2")):
+        response = client.post(
+            f"/admin/backends/llmbackend/{entry.pk}/change/", _form(entry, model_name=new_name)
+        )
+        assert response.status_code == 302, response.content.decode()[:2000]
+    tracked.refresh_from_db()
+    pinned.refresh_from_db()
+    assert (tracked.model_name, tracked.upstream_model) == ("phi3:mini-2", "phi3:mini-2")
+    assert (pinned.model_name, pinned.upstream_model) == ("alias-2", "phi3:mini")
+
+
+def test_the_admin_saves_a_new_entry_with_its_fallback_chain(
+    operator: Any, make_entry: Any
+) -> None:
+    backup = make_entry("backup")
+    form = _form(LLMBackend(model_name="main", backend_type="ollama",
+                            endpoint_url="http://127.0.0.1:11434", upstream_model=""))  # fmt: skip
+    form.update(
+        {
+            "fallback_links-TOTAL_FORMS": 1,
+            "fallback_links-0-fallback": backup.pk,
+            "fallback_links-0-position": 0,
+        }
+    )
+    response = signed_in(operator).post("/admin/backends/llmbackend/add/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    main = LLMBackend.objects.get(model_name="main")
+    assert (main.created_by, main.upstream_model) == (operator, "main")
+    assert [link.fallback.model_name for link in FallbackLink.objects.filter(entry=main)] == [
+        "backup"
+    ]
+
+
+def test_a_name_taken_while_the_admin_saves_is_an_error_message_not_a_500(
+    operator: Any, make_entry: Any
+) -> None:
+    from django.db.models.signals import pre_save
+
+    def another_operator_takes_the_name(sender: Any, instance: LLMBackend, **kwargs: Any) -> None:
+        # Between the form's uniqueness check and the INSERT, as a concurrent save would.
+        if instance.pk is None and instance.model_name == "race":
+            LLMBackend.objects.bulk_create(
+                [LLMBackend(model_name="race", backend_type="ollama",
+                            endpoint_url="http://127.0.0.1:1", upstream_model="race")]
+            )  # fmt: skip
+
+    form = _form(LLMBackend(model_name="race", backend_type="ollama",
+                            endpoint_url="http://127.0.0.1:11434", upstream_model=""))  # fmt: skip
+    pre_save.connect(another_operator_takes_the_name, sender=LLMBackend)
+    try:
+        response = signed_in(operator).post("/admin/backends/llmbackend/add/", form, follow=True)
+    finally:
+        pre_save.disconnect(another_operator_takes_the_name, sender=LLMBackend)
+    assert response.status_code == 200
+    assert "Backend for model &#x27;race&#x27; already exists; nothing was saved." in (
+        response.content.decode()
+    )
+    assert LLMBackend.objects.filter(model_name="race").count() == 0  # all rolled back

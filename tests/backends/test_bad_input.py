@@ -69,3 +69,41 @@ def test_a_trailing_newline_never_reaches_a_stored_model_name(client: Any) -> No
     )
     assert response.status_code == 201  # the API trims surrounding whitespace
     assert LLMBackend.objects.get().model_name == "abc"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b'{"model_name": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "application/json"),
+        (
+            b'{"model_name": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            "application/x-www-form-urlencoded",
+        ),  # curl -d
+        (b'{"model_name": ' + b'{"a": ' * 40 + b"1" + b"}" * 40 + b"}", "application/json"),
+        (b"[" * 500 + b"]" * 500, "application/json"),
+    ],
+)
+def test_deeply_nested_json_is_a_400_naming_the_problem(
+    client: Any, body: bytes, content_type: str | None
+) -> None:
+    kwargs = {"content_type": content_type} if content_type else {}
+    response = client.generic("POST", "/api/llm-backends", body, **kwargs)
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["detail"] == "JSON parse error - nested deeper than 32 levels"
+    assert LLMBackend.objects.count() == 0
+
+
+def test_deeply_nested_samples_are_a_400_too(api_as: Any, service_key: str) -> None:
+    body = b'{"samples": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    response = api_as(service_key).generic(
+        "POST", "/api/metrics/samples", body, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert "nested deeper" in response.json()["detail"]
+
+
+def test_nesting_an_api_body_needs_is_accepted(client: Any) -> None:
+    body = {"model_name": "m", "backend_type": "ollama", "endpoint_url": "http://127.0.0.1:1"}
+    response = client.post("/api/llm-backends", {**body, "fallbacks": []}, format="json")
+    assert response.status_code == 201

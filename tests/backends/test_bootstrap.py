@@ -49,3 +49,13 @@ def test_it_leaves_an_existing_registry_and_admin_alone(
         output = bootstrap()
     assert "admin /" not in output
     assert list(LLMBackend.objects.values_list("model_name", flat=True)) == ["phi3:mini"]
+
+
+def test_a_second_run_names_the_existing_admin_and_how_to_reset_its_password(
+    db: None, tmp_path: Path
+) -> None:
+    with override_settings(VAR_DIR=tmp_path):
+        bootstrap()
+        second = bootstrap()
+    assert "Admin user already exists: admin" in second
+    assert ".venv/bin/python manage.py changepassword admin" in second

@@ -39,11 +39,15 @@ def queue() -> Iterator[str]:
     app.conf.task_default_queue = saved
 
 
+_ROLLUPS = connection.ops.quote_name(HourlyRollup._meta.db_table)
+
+
 def _backend_waiting_on_the_rollup_table() -> int | None:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-            " AND wait_event_type = 'Lock' AND query LIKE '%%INSERT INTO backends_hourlyrollup%%'"
+            " AND wait_event_type = 'Lock' AND query LIKE %s",
+            [f"%INSERT INTO {_ROLLUPS}%"],
         )
         row = cursor.fetchone()
     return row[0] if row else None
@@ -79,7 +83,7 @@ def test_a_rollup_killed_mid_run_runs_again_elsewhere_and_counts_nothing_twice(
     # Hold the roll-up table so the first worker stops inside its roll-up transaction,
     # after the watermark lock and the aggregation have started.
     locker = psycopg.connect(worker_database_url(), autocommit=False)
-    locker.execute("LOCK TABLE backends_hourlyrollup IN SHARE ROW EXCLUSIVE MODE")
+    locker.execute(f"LOCK TABLE {_ROLLUPS} IN SHARE ROW EXCLUSIVE MODE")
     first = WorkerProcess(broker=REDIS_URL, queue=queue, log=tmp_path / "first.log")
     try:
         first.wait_ready()

@@ -90,6 +90,20 @@ def test_probe_now_runs_in_the_background_by_id(make_entry, server, worker):
     wait_until(lambda: LLMBackend.objects.get(pk=entry.pk).health == "healthy")
 
 
+def test_the_admins_probe_now_action_reaches_a_worker(make_entry, server, worker, operator):
+    from django.test import Client
+
+    entry = make_entry("phi3:mini", endpoint_url=server.url)
+    client = Client()
+    client.force_login(operator)
+    response = client.post(
+        "/admin/backends/llmbackend/", {"action": "probe_now", "_selected_action": [entry.pk]}
+    )
+    assert response.status_code == 302
+    wait_until(lambda: LLMBackend.objects.get(pk=entry.pk).health == "healthy")
+    assert HealthCheck.objects.filter(entry=entry).count() == 1
+
+
 def test_probe_rounds_expire_instead_of_piling_up_while_no_worker_runs(make_entry, server, queue):
     entry = make_entry("phi3:mini", endpoint_url=server.url)
     for _ in range(5):  # five missed beats, sent as beat sends them but already stale

@@ -1,13 +1,12 @@
 """The admin: last check and error on the list, "probe now", charts on the change page."""
 
+import re
 from datetime import timedelta
 
 from django.test import Client
 from django.utils import timezone
 
 from backends.models import HealthCheck, HourlyRollup, LLMBackend
-from tests.backends.probe_servers import Knobs, probe_app
-from tests.upstreams.runner import serve_in_thread
 
 
 def _client(user) -> Client:  # type: ignore[no-untyped-def]
@@ -22,20 +21,23 @@ def test_the_list_shows_last_check_and_last_error(make_entry, operator):
         health="down", health_checked_at=timezone.now(), health_error="HTTP 503"
     )
     page = _client(operator).get("/admin/backends/llmbackend/").content.decode()
-    assert "Last error" in page and "HTTP 503" in page
+    assert '<small class="last-error">HTTP 503</small>' in page
+    assert re.search(r'class="health-badge down" title="checked [0-9: -]+ UTC: HTTP 503"', page)
 
 
-def test_probe_now_probes_the_selected_entries(make_entry, operator):
-    with serve_in_thread(probe_app(Knobs())) as server:
-        entry = make_entry("phi3:mini", endpoint_url=server.url)
+def test_probe_now_queues_a_probe_task_on_commit_and_says_so(
+    make_entry, operator, django_capture_on_commit_callbacks
+):
+    entry = make_entry("phi3:mini", endpoint_url="http://127.0.0.1:9")
+    with django_capture_on_commit_callbacks() as callbacks:
         response = _client(operator).post(
             "/admin/backends/llmbackend/",
             {"action": "probe_now", "_selected_action": [entry.pk]},
             follow=True,
         )
-    assert "Probed 1: phi3:mini: healthy." in response.content.decode()
-    entry.refresh_from_db()
-    assert entry.health == "healthy"
+    assert "Probe queued for 1 backend(s)" in response.content.decode()
+    assert len(callbacks) == 1  # the task is sent once the request's transaction commits
+    assert not HealthCheck.objects.exists()  # nothing was probed inside the request
 
 
 def test_a_viewer_cannot_probe(make_entry, viewer):
@@ -62,4 +64,5 @@ def test_the_change_page_draws_latency_tokens_and_health(make_entry, operator):
     assert html.count('<svg role="img"') == 6  # latency, tokens/s, health; for 24 h and for 7 days
     assert "p95 latency, last 24 hours (max 150 ms)" in html
     assert "Tokens/s, last 7 days (max 60 tok/s)" in html
-    assert "<title>down</title>" in html
+    assert 'data-state="down"' in html  # its hover text says what the probe saw
+    assert ": down (1 probe, 1 failed)</title>" in html

@@ -4,6 +4,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from backends.models import RequestSample
@@ -24,7 +25,7 @@ def test_samples_update_counters_and_running_averages(client: Any, make_entry: A
     ]
     response = client.post("/api/metrics/samples", {"samples": batch}, format="json")
     assert response.status_code == 202
-    assert response.json() == {"accepted": 3, "duplicates": 0}
+    assert response.json() == {"accepted": 3, "duplicates": 0, "rejected": 0, "errors": []}
     entry.refresh_from_db()
     assert (entry.total_requests, entry.total_errors) == (3, 1)
     assert entry.avg_latency_ms == pytest.approx(200.0)
@@ -46,7 +47,7 @@ def test_a_resent_batch_counts_nothing_twice(client: Any, make_entry: Any) -> No
     batch = {"samples": [sample(entry.pk), sample(entry.pk)]}
     client.post("/api/metrics/samples", batch, format="json")
     again = client.post("/api/metrics/samples", batch, format="json")
-    assert again.json() == {"accepted": 0, "duplicates": 2}
+    assert again.json() == {"accepted": 0, "duplicates": 2, "rejected": 0, "errors": []}
     entry.refresh_from_db()
     assert entry.total_requests == 2
     assert RequestSample.objects.count() == 2
@@ -61,21 +62,87 @@ def test_samples_for_unknown_entries_are_kept_unattributed(client: Any, db: None
 
 
 @pytest.mark.parametrize(
-    ("body", "field"),
+    "body",
     [
-        ({"samples": []}, "samples"),
-        ({}, "samples"),
-        ({"samples": [{**sample(None), "latency_ms": -1}]}, "samples"),
-        ({"samples": [{**sample(None), "error_kind": "gremlins"}]}, "samples"),
-        ({"samples": [{**sample(None), "id": "not-a-uuid"}]}, "samples"),
-        ({"samples": [sample(None)] * 1001}, "samples"),
+        {"samples": []},
+        {},
+        {"samples": {"id": "x"}},
+        {"samples": "all of them"},
+        {"samples": [sample(None)] * 1001},
     ],
 )
-def test_bad_batches_are_refused_whole(client: Any, body: Any, field: str) -> None:
+def test_a_body_that_is_not_a_batch_is_refused_whole(client: Any, body: Any) -> None:
     response = client.post("/api/metrics/samples", body, format="json")
     assert response.status_code == 400
-    assert response.json()["detail"].startswith(field)
+    assert response.json()["detail"].startswith("samples")
     assert RequestSample.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"latency_ms": -1}, "latency_ms"),
+        ({"completion_tokens": -1}, "completion_tokens"),  # eval_count: -1 from an upstream
+        ({"error_kind": "gremlins"}, "error_kind"),
+        ({"id": "not-a-uuid"}, "id"),
+        ({"started_at": "yesterday"}, "started_at"),
+        ({"prompt_tokens": 2**40}, "prompt_tokens"),
+    ],
+)
+def test_one_bad_sample_is_dropped_and_the_good_ones_are_kept(
+    client: Any, make_entry: Any, bad: dict[str, Any], field: str
+) -> None:
+    entry = make_entry()
+    batch = [sample(entry.pk) for _ in range(28)]
+    batch[13] = {**batch[13], **bad}
+    response = client.post("/api/metrics/samples", {"samples": batch}, format="json")
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert (body["accepted"], body["duplicates"], body["rejected"]) == (27, 0, 1)
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [(13, field)]
+    assert body["errors"][0]["message"]
+    assert RequestSample.objects.count() == 27
+    entry.refresh_from_db()
+    assert entry.total_requests == 27
+
+
+def test_an_item_that_is_not_an_object_is_dropped_with_no_field(client: Any, db: None) -> None:
+    response = client.post(
+        "/api/metrics/samples", {"samples": [sample(None), 5, None, "x"]}, format="json"
+    )
+    assert response.status_code == 202
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (1, 3)
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [(1, None), (2, None), (3, None)]
+
+
+def test_an_id_twice_in_one_batch_counts_once(client: Any, make_entry: Any) -> None:
+    entry = make_entry()
+    one = sample(entry.pk)
+    response = client.post("/api/metrics/samples", {"samples": [one, one]}, format="json")
+    assert response.status_code == 202
+    assert (response.json()["accepted"], response.json()["duplicates"]) == (1, 1)
+    entry.refresh_from_db()
+    assert entry.total_requests == 1
+
+
+def test_rejected_samples_are_counted_in_the_admins_metrics(client: Any, db: None) -> None:
+    def rejected() -> float:
+        text = Client().get("/metrics").content.decode()
+        line = next(
+            (
+                x
+                for x in text.splitlines()
+                if x.startswith('athena_admin_samples_rejected_total{field="latency_ms"}')
+            ),
+            "x 0",
+        )
+        return float(line.split()[-1])
+
+    before = rejected()
+    bad = {**sample(None), "latency_ms": -5}
+    client.post("/api/metrics/samples", {"samples": [bad, bad, sample(None)]}, format="json")
+    assert rejected() == before + 2
 
 
 # --- load times and cold starts ---
@@ -147,9 +214,9 @@ def test_a_bad_load_ms_is_refused_naming_the_field(client: Any, db: None, value:
         {"samples": [sample(None), {**sample(None), "load_ms": value}]},
         format="json",
     )
-    assert response.status_code == 400
-    assert "load_ms" in response.json()["detail"]
-    assert RequestSample.objects.count() == 0
+    assert response.status_code == 202
+    assert [e["field"] for e in response.json()["errors"]] == ["load_ms"]
+    assert RequestSample.objects.count() == 1
 
 
 def test_the_registry_api_shows_the_newest_cold_start_read_only(

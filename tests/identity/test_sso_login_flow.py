@@ -63,7 +63,7 @@ def test_it_signs_in_an_operator_through_the_provider(
 
     assert landed.status_code == 200
     assert landed.url.path == "/admin/"
-    assert "Site administration" in landed.text
+    assert "LLM routing: registry and operations" in landed.text
     user = _sso_user(sso_to_athena, alice)
     assert user.pk != alice.pk  # a new account, linked by (issuer, sub)
     assert user.is_staff and not user.is_superuser

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.routing.conftest import target
-from tests.routing.test_lean_transport import OLLAMA_ANSWER, RawServer, read_request
+from tests.routing.raw_servers import OLLAMA_ANSWER, RawServer, read_request
 
 
 async def test_a_backends_set_cookie_is_not_sent_back_on_the_next_call(make_router, admin_state):

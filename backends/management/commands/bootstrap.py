@@ -26,7 +26,17 @@ class Command(BaseCommand):
 
     def _first_admin(self) -> None:
         users = get_user_model()
-        if users.objects.filter(is_superuser=True).exists():
+        existing = list(
+            users.objects.filter(is_superuser=True, is_active=True)
+            .order_by("pk")
+            .values_list("username", flat=True)[:3]
+        )
+        if existing:
+            # A second `make run`: the password was shown once, so say who and how to reset it.
+            self.stdout.write(
+                f"\n  Admin user already exists: {', '.join(existing)}\n"
+                f"  Forgot the password? .venv/bin/python manage.py changepassword {existing[0]}\n"
+            )
             return
         password = secrets.token_urlsafe(12)
         users.objects.create_superuser("admin", "", password)
