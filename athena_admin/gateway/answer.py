@@ -276,15 +276,17 @@ class RoutedAnswer:
         the writer does) ends with an item it stops at: the exception raised, whatever its
         type, or _AnswerEndedEarly. That is what keeps a stream from hanging.
         """
-        events = self._gateway.router.events(self._request)
         last: Exception = _AnswerEndedEarly()
+        events: AsyncIterator[StreamEvent] | None = None
         try:
+            events = self._gateway.router.events(self._request)
             async for event in events:
                 await queue.put(event)
         except Exception as exc:
             last = exc
         finally:
-            await _close(events)
+            if events is not None:
+                await _close(events)
         await queue.put(last)  # after a Finish, never read: the writer stopped there
 
 

@@ -23,15 +23,20 @@ TARGET = Target(backend_type="mlx", endpoint_url="http://127.0.0.1:9", upstream_
 
 
 class BuggyRouter(LLMRouter):
-    """A router that fails with a plain exception: at once, or after one piece of text."""
+    """A router that fails with a plain exception: when called, at once, or after some text."""
 
-    fail_after_text = False
+    fails = "at_once"
 
     async def route(self, model: str) -> Route:
         return Route(model=model, targets=(TARGET,), source="file")
 
-    async def events(self, request: Any) -> AsyncIterator[StreamEvent]:  # type: ignore[override]
-        if self.fail_after_text:
+    def events(self, request: Any) -> AsyncIterator[StreamEvent]:  # type: ignore[override]
+        if self.fails == "when_called":
+            raise RuntimeError("secret-detail")
+        return self._failing_events()
+
+    async def _failing_events(self) -> AsyncIterator[StreamEvent]:
+        if self.fails == "after_text":
             yield Started(TARGET, False)
             yield TextDelta("partial")
         raise KeyError("secret-detail")  # e.g. a malformed upstream answer used to raise this
@@ -54,12 +59,12 @@ REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize("fail_after_text", [False, True])
+@pytest.mark.parametrize("fails", ["when_called", "at_once", "after_text"])
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize(("path", "body"), REQUESTS)
-def test_a_plain_exception_from_the_router_ends_the_answer_in_the_protocol(buggy, path, body, stream, fail_after_text):  # fmt: skip
+def test_a_plain_exception_from_the_router_ends_the_answer_in_the_protocol(buggy, path, body, stream, fails):  # fmt: skip
     url, router = buggy
-    router.fail_after_text = fail_after_text
+    router.fails = fails
     response = httpx.post(
         f"{url}{path}",
         json={"model": "m", "stream": stream, **body},
@@ -69,7 +74,7 @@ def test_a_plain_exception_from_the_router_ends_the_answer_in_the_protocol(buggy
     assert_answer_in_protocol(response, path)
     assert "internal error in the Athena gateway" in response.text
     assert "secret-detail" not in response.text  # the detail is in the log, not the answer
-    if stream and fail_after_text:
+    if stream and fails == "after_text":
         assert response.status_code == 200 and "partial" in response.text
     else:
         assert response.status_code == 500
