@@ -116,7 +116,8 @@ REST_FRAMEWORK: dict[str, Any] = {
         "athena_admin.identity.drf.AthenaTokenAuthentication",
         "athena_admin.identity.drf.ProviderTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
+        # DRF's Basic auth, its failures counted like login attempts (429 past the rate).
+        "athena_admin.identity.drf.RateLimitedBasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["backends.api.permissions.RegistryModelPermissions"],
     "DEFAULT_PARSER_CLASSES": [
@@ -273,6 +274,11 @@ try:
 except json.JSONDecodeError:
     raise ImproperlyConfigured("ATHENA_OIDC_GROUPS_MAP must be a JSON object") from None
 ATHENA_OIDC_BEARER_CACHE_SECONDS = env_int("ATHENA_OIDC_BEARER_CACHE_SECONDS", 60)
+# Which OIDC access tokens are Athena's (docs/identity.md): the scope, on our own provider's
+# tokens and the external provider's; the audience (default: ATHENA_OIDC_CLIENT_ID) on the
+# external provider's. Tokens other applications got for a user are refused.
+ATHENA_API_SCOPE = env_str("ATHENA_API_SCOPE", "athena.api")
+ATHENA_OIDC_API_AUDIENCE = env_str("ATHENA_OIDC_API_AUDIENCE")
 LOGIN_REDIRECT_URL = "/admin/"
 LOGIN_REDIRECT_URL_FAILURE = "/admin/login/?sso=failed"
 LOGOUT_REDIRECT_URL = "/admin/login/"
@@ -281,7 +287,11 @@ LOGOUT_REDIRECT_URL = "/admin/login/"
 # does not depend on the Host header). Access tokens are opaque database rows.
 SITE_URL = env_str("ATHENA_SITE_URL") or None
 LOGIN_URL = "/accounts/login/"
-OIDC_TOKEN_EXPIRE = env_int("ATHENA_OIDC_PROVIDER_TOKEN_SECONDS", 900)
+# Short: the library stores access tokens in plain text (docs/identity.md explains why).
+OIDC_TOKEN_EXPIRE = env_int("ATHENA_OIDC_PROVIDER_TOKEN_SECONDS", 300)
+# How long after its access token expired a refresh token still works (ours: the library's
+# never expire).
+ATHENA_OIDC_PROVIDER_REFRESH_SECONDS = env_int("ATHENA_OIDC_PROVIDER_REFRESH_SECONDS", 86400)
 OIDC_IDTOKEN_EXPIRE = env_int("ATHENA_OIDC_PROVIDER_IDTOKEN_SECONDS", 300)
 OIDC_USERINFO = "athena_admin.identity.claims.provider_userinfo"
 OIDC_EXTRA_SCOPE_CLAIMS = "athena_admin.identity.claims.GroupsScopeClaims"
@@ -290,7 +300,10 @@ LOGGING.setdefault("loggers", {})["oidc_provider"] = {"level": "INFO"}
 
 # Rate limits: "<count>/<second|minute|hour>". Login pages and the token endpoint use
 # athena_admin.identity.ratelimit; the API uses DRF throttles (off in development).
+# Password attempts per (client address, username): login pages, and failed HTTP Basic
+# attempts on the API. Per address, for any username (password spraying):
 ATHENA_LOGIN_RATE = env_str("ATHENA_LOGIN_RATE", "10/minute")
+ATHENA_LOGIN_ADDRESS_RATE = env_str("ATHENA_LOGIN_ADDRESS_RATE", "30/minute")
 ATHENA_TOKEN_RATE = env_str("ATHENA_TOKEN_RATE", "30/minute")
 ATHENA_RATELIMIT_IP_HEADER = env_str("ATHENA_RATELIMIT_IP_HEADER", "REMOTE_ADDR")
 # Refused bearer tokens per client address; DRF's throttles never see those (they run

@@ -110,7 +110,17 @@ class LLMBackendAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Defaults", {"fields": ["max_tokens", "temperature_default", "timeout_seconds"]}),
+        (
+            "Defaults",
+            {
+                "fields": [
+                    "max_tokens",
+                    "temperature_default",
+                    "timeout_seconds",
+                    "first_token_timeout_seconds",
+                ]
+            },
+        ),
         (
             "Health and performance",
             {

@@ -98,6 +98,16 @@ class LLMBackend(models.Model):
     timeout_seconds = models.IntegerField(
         default=60, validators=[MinValueValidator(1), MaxValueValidator(3600)]
     )
+    # Why apart from timeout_seconds (which bounds each read): an upstream that sends
+    # keep-alives and no words never lets a read time out. Routers give a streamed answer
+    # this long for its first content, then try the next target (docs/routing.md).
+    first_token_timeout_seconds = models.IntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(3600)],
+        help_text="Seconds a streamed answer may take to start before the next target is "
+        "tried; empty means timeout_seconds, and it may not exceed it.",
+    )
 
     health = models.CharField(max_length=16, choices=Health.choices, default=Health.UNKNOWN)
     health_checked_at = models.DateTimeField(null=True, blank=True)
@@ -125,6 +135,8 @@ class LLMBackend(models.Model):
         db_table = "llm_backends"  # the plan's name for the registry table
         ordering = ["model_name"]
         verbose_name = "LLM backend"
+        # Checked by the gateway: who may send requests to the models (docs/gateway.md).
+        permissions = [("use_llmbackend", "Can use the model through the gateway")]
         indexes = [models.Index(fields=["enabled"]), models.Index(fields=["backend_type"])]
 
     def __str__(self) -> str:
@@ -132,6 +144,17 @@ class LLMBackend(models.Model):
 
     def clean(self) -> None:
         self._fill_upstream_model()
+        first, whole = self.first_token_timeout_seconds, self.timeout_seconds
+        if isinstance(first, int) and isinstance(whole, int) and first > whole:
+            # timeout_seconds is the longest any wait lasts; this may only shorten the first.
+            raise ValidationError(
+                {
+                    "first_token_timeout_seconds": (
+                        f"Must be at most timeout_seconds ({whole}), got {first}."
+                    )
+                },
+                code="first_token_after_timeout",
+            )
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         # Here, not only in clean(): `objects.create()`, fixtures and scripts skip clean(),

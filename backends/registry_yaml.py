@@ -54,6 +54,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "max_tokens": (int,),
     "temperature_default": (int, float),
     "timeout_seconds": (int,),
+    "first_token_timeout_seconds": (int,),
     "description": (str,),
 }
 _TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", float: "a number"}

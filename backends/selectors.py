@@ -47,6 +47,7 @@ def _target(entry: LLMBackend, backend_type: str, endpoint_url: str) -> dict[str
         "endpoint_url": endpoint_url.rstrip("/"),
         "upstream_model": entry.resolved_upstream_model,
         "timeout_seconds": entry.timeout_seconds,
+        "first_token_timeout_seconds": entry.first_token_timeout_seconds,
         "max_tokens": entry.max_tokens,
         "temperature_default": entry.temperature_default,
         "health": entry.health,

@@ -29,6 +29,7 @@ BACKEND_FIELDS = (
     "max_tokens",
     "temperature_default",
     "timeout_seconds",
+    "first_token_timeout_seconds",
     "description",
 )
 

@@ -239,7 +239,7 @@ async def main(quick: bool, rounds: int, upstreams: int, pin: bool) -> None:
                             for call, side in order if k % 2 == 0 else reversed(order):
                                 await closed_loop(call, c, n, side)
                         rows.append((protocol, stream, c, d, dl, r))
-            sent = router._metrics.sent + router._metrics.buffered
+            sent = router._session().metrics.sent + router._session().metrics.buffered
     finally:
         for s in (*(s for group in servers.values() for s in group), admin):
             s.stop()

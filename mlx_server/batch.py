@@ -6,7 +6,7 @@ Why a row leaves: BatchGenerator with one sequence decodes at ~88% of `generate_
 for the rest of its answer. Once the batch has drained to one sequence that is decoding, the
 engine takes it back onto the solo path (`take_back`).
 
-What it takes, in mlx-lm 0.32's GenerationBatch (pinned in requirements.txt): after each step
+What it takes, in mlx-lm 0.32's GenerationBatch (read in compat_mlx_lm.py): after each step
 a row has reported every token fed into its KV cache, and holds one more token, sampled (its
 sampler's RNG key already split for it) but neither fed nor reported: `_next_tokens[i]`. That
 token goes to the solo sequence as its token in flight, exactly as the solo path holds one
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import mlx.core as mx
-from mlx_lm.generate import BatchGenerator
 
+from .compat_mlx_lm import BatchGenerator, decoding_uids, row_tokens_left, row_unfed_token
 from .relay import GenerationHandle
 
 
@@ -111,15 +111,13 @@ class DecodeBatch:
         if len(self.active) != 1:
             return None
         ((uid, handle),) = self.active.items()
-        return handle if self._generator._generation_batch.uids == [uid] else None
+        return handle if decoding_uids(self._generator) == [uid] else None
 
     def take_back(self, handle: GenerationHandle) -> BatchRow:
         """Remove a decoding request's row and return its cache, token in flight and budget."""
         assert handle.uid is not None
-        rows = self._generator._generation_batch
-        i = rows.uids.index(handle.uid)
-        pending = rows._next_tokens[i : i + 1]
-        max_tokens = rows.max_tokens[i] - rows._num_tokens[i]
+        pending = row_unfed_token(self._generator, handle.uid)
+        max_tokens = row_tokens_left(self._generator, handle.uid)
         caches = self._generator.remove([handle.uid], return_prompt_caches=True)
         cache, _tokens = caches[handle.uid]
         del self.active[handle.uid]

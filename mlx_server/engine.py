@@ -34,10 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import mlx.core as mx
-from mlx_lm.generate import generation_stream
-from mlx_lm.utils import load
 
 from .batch import DecodeBatch
+from .compat_mlx_lm import generation_stream, load
 from .errors import GenerationFailed, Overloaded
 from .prompt_cache import PrefixPool
 from .relay import STREAM_INTERVAL_S, EventRelay, GenerationHandle

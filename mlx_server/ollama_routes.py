@@ -204,7 +204,8 @@ class OllamaRoutes:
                 return list(context) + encode_text_no_special(model.tokenizer, tokens)
             return tokens
 
-        lease = await self._start(model_name, build, options, keep_alive, "prompt")
+        chars = len(prompt) + len(system or "")
+        lease = await self._start(model_name, build, chars, options, keep_alive, "prompt")
         return await self._respond(request, lease, model_name, stream, chat=False, raw=raw)
 
     async def chat(self, request: Request) -> Response:
@@ -223,7 +224,8 @@ class OllamaRoutes:
         def build(model: LoadedModel) -> list[int]:
             return encode_chat(model.tokenizer, messages)
 
-        lease = await self._start(model_name, build, options, keep_alive, "messages")
+        chars = sum(len(m["content"]) for m in messages)
+        lease = await self._start(model_name, build, chars, options, keep_alive, "messages")
         return await self._respond(request, lease, model_name, stream, chat=True, raw=False)
 
     async def _load_or_unload(
@@ -248,6 +250,7 @@ class OllamaRoutes:
         self,
         model_name: str,
         build: Any,
+        prompt_chars: int,
         options: params.GenerationOptions,
         keep_alive: float | None,
         prompt_param: str,
@@ -256,6 +259,7 @@ class OllamaRoutes:
             self.provider,
             model_name=model_name,
             build_prompt=build,
+            prompt_chars=prompt_chars,
             options=options,
             keep_alive_s=keep_alive,
             prompt_param=prompt_param,

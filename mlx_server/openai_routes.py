@@ -125,7 +125,8 @@ class OpenAIRoutes:
                 list(prompt) if isinstance(prompt, list) else encode_text(model.tokenizer, prompt)
             )
 
-        lease = await self._start(model_name, build, options, "prompt", body)
+        chars = len(prompt) if isinstance(prompt, str) else 0
+        lease = await self._start(model_name, build, chars, options, "prompt", body)
         return await self._respond(request, lease, model_name, body, stream, chat=False)
 
     async def chat_completions(self, request: Request) -> Response:
@@ -141,13 +142,15 @@ class OpenAIRoutes:
         def build(model: LoadedModel) -> list[int]:
             return encode_chat(model.tokenizer, messages)
 
-        lease = await self._start(model_name, build, options, "messages", body)
+        chars = sum(len(m["content"]) for m in messages)
+        lease = await self._start(model_name, build, chars, options, "messages", body)
         return await self._respond(request, lease, model_name, body, stream, chat=True)
 
     async def _start(
         self,
         model_name: str,
         build: Any,
+        prompt_chars: int,
         options: params.GenerationOptions,
         prompt_param: str,
         body: dict[str, Any],
@@ -161,6 +164,7 @@ class OpenAIRoutes:
             self.provider,
             model_name=model_name,
             build_prompt=build,
+            prompt_chars=prompt_chars,
             options=options,
             keep_alive_s=None,
             prompt_param=prompt_param,

@@ -27,7 +27,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from mlx_lm.models.cache import can_trim_prompt_cache, trim_prompt_cache
+from .compat_mlx_lm import can_trim_prompt_cache, trim_prompt_cache
 
 # Fewer shared tokens than this are not worth taking an entry for.
 MIN_REUSE_TOKENS = 4

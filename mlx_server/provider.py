@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -18,6 +19,7 @@ from typing import Any
 from .catalog import ModelCatalog, ModelEntry
 from .engine import Engine
 from .errors import ModelLoadFailed
+from .prompts import longest_token_chars
 from .settings import ServerSettings
 
 logger = logging.getLogger("mlx_server.provider")
@@ -43,6 +45,11 @@ class LoadedModel:
     @property
     def name(self) -> str:
         return self.entry.name
+
+    @functools.cached_property
+    def longest_token_chars(self) -> int:
+        """The most characters of text one token can stand for (prompts.py)."""
+        return longest_token_chars(self.tokenizer)
 
     @property
     def context_length(self) -> int:

@@ -13,7 +13,8 @@ import secrets
 from dataclasses import dataclass
 
 import mlx.core as mx
-from mlx_lm.sample_utils import apply_top_p
+
+from .compat_mlx_lm import apply_top_p
 
 
 @dataclass(frozen=True)

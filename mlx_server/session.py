@@ -20,6 +20,7 @@ from starlette.requests import Request
 from .engine import GenerationHandle
 from .errors import ClientGone, GenerationFailed, InvalidRequest
 from .params import GenerationOptions, budget
+from .prompts import off_the_loop, refuse_what_cannot_fit
 from .provider import LoadedModel, ModelProvider
 from .sampling import make_sequence_sampler
 from .textstream import TextAssembler
@@ -190,16 +191,25 @@ async def start_generation(
     *,
     model_name: str,
     build_prompt: Callable[[LoadedModel], list[int]],
+    prompt_chars: int,
     options: GenerationOptions,
     keep_alive_s: float | None,
     prompt_param: str,
     max_tokens_param: str,
     clamp: bool,
 ) -> Lease:
-    """Load the model, encode the prompt, check it fits, and claim an engine slot."""
+    """Load the model, encode the prompt, check it fits, and claim an engine slot.
+
+    `prompt_chars` is the length of the text `build_prompt` will tokenise: a prompt that
+    cannot fit is refused before any tokenising, and tokenising is done off the loop.
+    """
     model, load_ns = await provider.acquire(model_name)
     try:
-        prompt_tokens = build_prompt(model)
+        longest = await off_the_loop(lambda: model.longest_token_chars)
+        refuse_what_cannot_fit(
+            prompt_chars, context=model.context_length, longest=longest, param=prompt_param
+        )
+        prompt_tokens = await off_the_loop(lambda: build_prompt(model))
         if not prompt_tokens:
             raise InvalidRequest(f"'{prompt_param}' must not be empty", param=prompt_param)
         max_tokens = budget(

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import mlx.core as mx
-from mlx_lm.models.cache import make_prompt_cache
-from mlx_lm.sample_utils import greedy_sampler
+
+from .compat_mlx_lm import greedy_sampler, make_prompt_cache
 
 # Same chunk as mlx-lm's prefill: bounds the memory of one forward pass over a long prompt.
 PREFILL_STEP = 2048

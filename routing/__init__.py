@@ -7,6 +7,8 @@
     async for text in router.stream(model="phi3:mini", prompt="Hello"):
         print(text, end="")
 
+    result = generate_sync("phi3:mini", "Hello")  # from sync code: Celery tasks, views, scripts
+
 Framework-free: httpx and the standard library (PyYAML for YAML routes files).
 """
 
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from routing import logs  # stdlib only: the shared log format and request id
 from routing._exceptions import (
     AllTargetsFailed,
+    InternalError,
     InvalidRequest,
     ModelNotConfigured,
     RouteLookupError,
@@ -32,7 +35,7 @@ from routing._exceptions import (
     UpstreamTimeout,
 )
 from routing._types import (
-    MAX_MODEL_NAME_CHARS,
+    MAX_MODEL_NAME,
     Finish,
     GenerateResult,
     GenerationRequest,
@@ -52,6 +55,7 @@ if TYPE_CHECKING:
         register_backend,
     )
     from routing._router import LLMRouter, ResponseStream, get_llm_router
+    from routing._sync import chat_sync, generate_sync
 
 __all__ = [
     "AllTargetsFailed",
@@ -59,9 +63,10 @@ __all__ = [
     "Finish",
     "GenerateResult",
     "GenerationRequest",
+    "InternalError",
     "InvalidRequest",
     "LLMRouter",
-    "MAX_MODEL_NAME_CHARS",
+    "MAX_MODEL_NAME",
     "ModelNotConfigured",
     "ProbeResult",
     "ResponseStream",
@@ -82,6 +87,8 @@ __all__ = [
     "UpstreamTimeout",
     "backend_class",
     "backend_kinds",
+    "chat_sync",
+    "generate_sync",
     "get_llm_router",
     "logs",
     "register_backend",
@@ -94,6 +101,8 @@ _LAZY = {
     "LLMRouter": "routing._router",
     "ResponseStream": "routing._router",
     "get_llm_router": "routing._router",
+    "generate_sync": "routing._sync",
+    "chat_sync": "routing._sync",
     "Backend": "routing._backends",
     "ProbeResult": "routing._backends",
     "backend_class": "routing._backends",

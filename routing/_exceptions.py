@@ -1,23 +1,37 @@
 """Every exception routing raises, in one place.
 
     RoutingError
-    ├── InvalidRequest          the caller's arguments are wrong (also a ValueError)
+    ├── InvalidRequest          the caller's arguments cannot be sent; the message names the
+    │                           field (also a ValueError)
     ├── ModelNotConfigured      no route exists for the model (also a LookupError)
     ├── RouteLookupError        the admin refused the look-up and no route is cached
     ├── RouterClosed            the router was used after aclose()
     ├── UpstreamError           one target failed; ``error_kind`` names how
     │   ├── UpstreamConnectError    refused, unreachable, DNS       (falls back)
-    │   ├── UpstreamTimeout         connect/read/write/pool timeout (falls back)
-    │   ├── UpstreamProtocolError   malformed body, stream cut, no final chunk (falls back)
+    │   ├── UpstreamTimeout         connect/read/write/pool timeout, or no content within
+    │   │                           the target's first-content deadline (falls back)
+    │   ├── UpstreamProtocolError   anything else that went wrong reading the answer: bytes
+    │   │                           that are not the protocol, JSON of the wrong shape or
+    │   │                           type, a stream cut short or without its final chunk
+    │   │                           (falls back)
     │   └── UpstreamStatusError     an HTTP error status; 429 and 5xx fall back, any other
     │                               4xx is the caller's error and is raised at once;
     │                               ``overloaded`` (429, or 503 with Retry-After): the
     │                               target is at capacity, not broken
     ├── AllTargetsFailed        every target of the chain failed or was skipped; its
     │                           ``failures`` are TargetFailure entries, one per target
-    └── StreamInterrupted       a stream failed after content was already yielded
+    ├── StreamInterrupted       a stream failed after content was already yielded
+    └── InternalError           a bug in routing itself; the original exception is its
+                                ``__cause__`` (and is logged with its traceback)
 
-httpx's exceptions never leave the package: backends map them to ``UpstreamError``.
+The guarantee, by construction rather than by catching each case: whatever is raised while
+a target is called (an httpx error, a KeyError/TypeError/ValueError from an answer of the
+wrong shape, a bug in a backend kind) becomes an ``UpstreamError`` of that target, so the
+router falls back as long as nothing was yielded and raises ``StreamInterrupted`` after;
+whatever else is raised inside a call (the route look-up, the router's own code) becomes
+``InternalError``. So ``except RoutingError`` catches everything a call can raise, except
+cancellation (``asyncio.CancelledError``), which is passed on untouched. httpx's exceptions
+never leave the package.
 """
 
 from __future__ import annotations
@@ -30,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AllTargetsFailed",
+    "InternalError",
     "InvalidRequest",
     "ModelNotConfigured",
     "RouteLookupError",
@@ -51,6 +66,10 @@ class RoutingError(Exception):
 
 class InvalidRequest(RoutingError, ValueError):
     """The caller passed an argument routing cannot send."""
+
+
+class InternalError(RoutingError):
+    """A bug in routing: an exception no part of routing expected; ``__cause__`` is the original."""
 
 
 class ModelNotConfigured(RoutingError, LookupError):

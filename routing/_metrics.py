@@ -1,7 +1,7 @@
 """Call samples, buffered in memory and shipped in batches to POST /api/metrics/samples.
 
 Recording is an append to a bounded deque: nothing on the request path waits for the admin.
-A background task ships batches; a batch that fails to send is kept (same sample ids, so the
+A background task (the router's, one per event loop, running ``run()``) ships batches; a batch that fails to send is kept (same sample ids, so the
 admin's de-duplication makes re-sends harmless) and retried with a growing pause while new
 samples keep filling the buffer, which drops its oldest when full and counts the drops.
 """
@@ -48,7 +48,6 @@ class SampleShipper:
         self._max_backoff = max_backoff
         self._pending: list[dict[str, Any]] | None = None  # a batch sent but not acknowledged
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.dropped = 0
         self.sent = 0
@@ -69,18 +68,27 @@ class SampleShipper:
         if len(buffer) == buffer.maxlen:
             self.dropped += 1
         buffer.append(sample)
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="routing-metrics")
         if len(buffer) >= self._batch_size:
             self._wake.set()
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """Ship batches every ``interval`` (sooner when a batch fills) until cancelled."""
+        if self._url is None:
+            await asyncio.Event().wait()  # nothing to ship: wait to be cancelled
         backoff = self._interval
         while not self._closed:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            # Why asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+            # arrives as the event is set, and closing the router waits on this task's end.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(backoff):
+                    await self._wake.wait()
             self._wake.clear()
-            backoff = self._interval if await self.flush() else min(self._max_backoff, backoff * 2)
+            try:
+                sent = await self.flush()
+            except Exception:  # a bug must not end shipping for the rest of the loop's life
+                logger.exception("routing: shipping samples failed")
+                sent = False
+            backoff = self._interval if sent else min(self._max_backoff, backoff * 2)
 
     async def flush(self) -> bool:
         """Send everything buffered now; return False if the admin could not take it."""
@@ -125,15 +133,13 @@ class SampleShipper:
         return True
 
     async def aclose(self, *, final_flush_timeout: float = 2.0) -> None:
-        """Stop the background task after one last, bounded flush."""
+        """Stop taking samples and send what is left in one last, bounded flush.
+
+        The caller stops the task running ``run()`` first.
+        """
         if self._closed:
             return
         self._closed = True
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         if self._url is not None and self.buffered:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.flush(), timeout=final_flush_timeout)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from http.cookiejar import Cookie, CookieJar
@@ -15,14 +17,25 @@ from typing import Any
 
 import httpx
 
+from routing._answers import (
+    check_finish,
+    checked_text,
+    close_quietly,
+    first_content,
+    malformed,
+    not_an_event,
+    whole_answer,
+)
 from routing._backends import Backend, backend_class
 from routing._backends._base import DEFAULT_MAX_ANSWER_BYTES, DEFAULT_MAX_LINE_BYTES
 from routing._breaker import BreakerBoard
 from routing._environment import router_options_from_environment
 from routing._exceptions import (
     AllTargetsFailed,
+    InternalError,
     InvalidRequest,
     RouterClosed,
+    RoutingError,
     StreamInterrupted,
     TargetFailure,
     UpstreamError,
@@ -40,6 +53,7 @@ from routing._types import (
     StreamEvent,
     Target,
     TextDelta,
+    check_model_name,
 )
 
 __all__ = ["LLMRouter", "ResponseStream", "get_llm_router"]
@@ -53,9 +67,13 @@ DEFAULT_OLLAMA_URL = "http://localhost:11434"
 class LLMRouter:
     """Routes LLM calls to the backends configured per model, with fallback and metrics.
 
-    One router holds one pooled HTTP client; share it between tasks and close it with
-    ``aclose()`` (or ``async with``). Everything is configured here; only
-    ``get_llm_router()`` reads the environment.
+    Share one router between tasks, threads and event loops, and close it with ``aclose()``
+    (or ``async with``). Everything is configured here; only ``get_llm_router()`` reads the
+    environment.
+
+    The parts bound to an event loop (the pooled HTTP client and the task that ships metric
+    samples) are made per loop, on the first call in it, and closed when that loop shuts
+    down; routes, their cache and the circuit breakers are shared by all loops.
     """
 
     def __init__(
@@ -86,33 +104,31 @@ class LLMRouter:
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
-        limits = httpx.Limits(
+        self._limits = httpx.Limits(
             max_connections=max_connections,
             max_keepalive_connections=max_keepalive_connections,
             keepalive_expiry=keepalive_expiry,
         )
         if max_answer_bytes <= 0 or max_line_bytes <= 0:
             raise InvalidRequest("max_answer_bytes and max_line_bytes must be positive")
-        self._client = _CookielessClient(
-            # httpx applies limits only to its own transport: the lean one is given them.
-            limits=limits,
-            # Every call passes its own timeout; this only guards a call that forgot.
-            timeout=httpx.Timeout(60.0, connect=connect_timeout, pool=connect_timeout),
-            # The environment is read at the edge (get_llm_router() passes ``proxies``).
-            trust_env=False,
-            transport=transport
-            or LeanTransport(limits=limits, allowed_networks=_networks(allowed_networks)),
-            mounts=_proxy_mounts(proxies, limits),
-        )
+        self._transport = transport
+        self._allowed_networks = _networks(allowed_networks)
+        self._proxies = proxies
+        self._connect_timeout = connect_timeout
         self._max_answer_bytes = max_answer_bytes
         self._max_line_bytes = max_line_bytes
+        self._metrics_url = admin_url if metrics else None
+        self._service_key = service_key
+        self._metrics_buffer = metrics_buffer
+        self._metrics_batch = metrics_batch
+        self._metrics_interval = metrics_interval
         file_routes = (
             load_routes_file(routes_file, default_ollama_url=default_ollama_url)
             if routes_file
             else {}
         )
         self._routes = RouteTable(
-            client=self._client,
+            client=lambda: self._session().client,
             admin_url=admin_url,
             service_key=service_key,
             ttl=cache_ttl,
@@ -126,20 +142,96 @@ class LLMRouter:
             base_cooldown=breaker_cooldown,
             max_cooldown=breaker_max_cooldown,
         )
-        self._connect_timeout = connect_timeout
-        self._backends: dict[str, Backend] = {}
-        self._metrics = SampleShipper(
-            client=self._client,
-            admin_url=admin_url if metrics else None,
-            service_key=service_key,
-            max_buffer=metrics_buffer,
-            batch_size=metrics_batch,
-            interval=metrics_interval,
-        )
         # Called with every attempt's sample (the dict shipped to the admin), even with
         # metrics shipping off: how a host process (the gateway) feeds its own metrics.
         self._on_sample = on_sample
+        self._sessions: dict[asyncio.AbstractEventLoop, _LoopSession] = {}
+        self._last: _LoopSession | None = None  # the session used last: the common case
+        self._lock = threading.Lock()  # guards _sessions across threads
+        self._retired_dropped = 0  # samples lost by sessions already gone
         self._closed = False
+
+    # -- one session per event loop --------------------------------------------------------
+
+    def _session(self) -> _LoopSession:
+        """Return the running loop's session (client, backends, metrics), making it if new."""
+        loop = asyncio.get_running_loop()
+        session = self._last
+        if session is not None and session.loop is loop and not self._closed:
+            return session
+        with self._lock:
+            self._check_open()
+            session = self._sessions.get(loop)
+            if session is None:
+                self._forget_closed_loops()
+                session = self._sessions[loop] = self._open_session(loop)
+        self._last = session
+        return session
+
+    def _open_session(self, loop: asyncio.AbstractEventLoop) -> _LoopSession:
+        client = _CookielessClient(
+            # httpx applies limits only to its own transport: the lean one is given them.
+            limits=self._limits,
+            # Every call passes its own timeout; this only guards a call that forgot.
+            timeout=httpx.Timeout(60.0, connect=self._connect_timeout, pool=self._connect_timeout),
+            # The environment is read at the edge (get_llm_router() passes ``proxies``).
+            trust_env=False,
+            transport=self._transport
+            or LeanTransport(limits=self._limits, allowed_networks=self._allowed_networks),
+            mounts=_proxy_mounts(self._proxies, self._limits),
+        )
+        metrics = SampleShipper(
+            client=client,
+            admin_url=self._metrics_url,
+            service_key=self._service_key,
+            max_buffer=self._metrics_buffer,
+            batch_size=self._metrics_batch,
+            interval=self._metrics_interval,
+        )
+        session = _LoopSession(loop, client, metrics, self)
+        session.task = loop.create_task(self._keep(session), name="routing-session")
+        return session
+
+    async def _keep(self, session: _LoopSession) -> None:
+        """Ship the loop's samples; when the loop shuts down, flush them and close its client.
+
+        Why on cancellation: ``asyncio.run()`` ends by cancelling the tasks left and running
+        them to their end, so a caller that never calls ``aclose()`` (three ``asyncio.run``
+        calls in a script, a Celery task) still gets its samples sent and its connections
+        closed on their own loop.
+        """
+        try:
+            await session.metrics.run()
+        except asyncio.CancelledError:
+            if not session.closing:
+                await self._close_session(session)
+            raise
+
+    async def _close_session(self, session: _LoopSession) -> None:
+        """Close one loop's session from inside that loop: last flush (bounded), then the client."""
+        session.closing = True
+        with self._lock:
+            if self._sessions.get(session.loop) is session:
+                del self._sessions[session.loop]
+            if self._last is session:
+                self._last = None
+        task = session.task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        try:
+            await session.metrics.aclose()
+            await session.client.aclose()
+        finally:
+            self._retired_dropped += session.metrics.dropped + session.metrics.buffered
+
+    def _forget_closed_loops(self) -> None:
+        """Drop sessions whose loop was closed without shutting its tasks down (samples lost)."""
+        for loop, session in list(self._sessions.items()):
+            if loop.is_closed():
+                del self._sessions[loop]
+                self._retired_dropped += session.metrics.dropped + session.metrics.buffered
 
     # -- public calls ----------------------------------------------------------------------
 
@@ -156,7 +248,7 @@ class LLMRouter:
         seed: int | None = None,
     ) -> GenerateResult:
         """Complete a prompt; return the text with where and how fast it was served."""
-        request = GenerationRequest.build(
+        request = _build(
             model=model,
             prompt=prompt,
             system=system,
@@ -181,7 +273,7 @@ class LLMRouter:
         seed: int | None = None,
     ) -> GenerateResult:
         """Answer a conversation; the result's ``message`` is the assistant's reply."""
-        request = GenerationRequest.build(
+        request = _build(
             model=model,
             messages=messages,
             system=system,
@@ -206,7 +298,7 @@ class LLMRouter:
         seed: int | None = None,
     ) -> ResponseStream:
         """Complete a prompt, yielding text as it arrives; ``.result`` holds the stats after."""
-        request = GenerationRequest.build(
+        request = _build(
             model=model,
             prompt=prompt,
             system=system,
@@ -232,7 +324,7 @@ class LLMRouter:
         seed: int | None = None,
     ) -> ResponseStream:
         """Answer a conversation, yielding text as it arrives; ``.result`` holds the stats after."""
-        request = GenerationRequest.build(
+        request = _build(
             model=model,
             messages=messages,
             system=system,
@@ -247,37 +339,38 @@ class LLMRouter:
 
     async def route(self, model: str) -> Route:
         """Return the model's current chain of targets (cached)."""
-        self._check_open()
-        return await self._routes.get(model)
+        check_model_name(model)
+        self._session()
+        try:
+            return await self._routes.get(model)
+        except RoutingError:
+            raise
+        except Exception as exc:
+            raise _internal_error(exc) from exc
 
     async def routes(self) -> list[Route]:
         """List every configured route: the routes file's, then the admin's."""
-        self._check_open()
-        return await self._routes.fetch_all()
+        self._session()
+        try:
+            return await self._routes.fetch_all()
+        except RoutingError:
+            raise
+        except Exception as exc:
+            raise _internal_error(exc) from exc
 
     def backend(self, kind: str) -> Backend | None:
-        """Return this router's instance of a backend kind (sharing its client), or None."""
-        backend = self._backends.get(kind)
-        if backend is None:
-            cls = backend_class(kind)
-            if cls is None:
-                return None
-            backend = self._backends[kind] = cls(
-                self._client,
-                connect_timeout=self._connect_timeout,
-                max_answer_bytes=self._max_answer_bytes,
-                max_line_bytes=self._max_line_bytes,
-            )
-        return backend
+        """Return the running loop's instance of a backend kind (sharing its client), or None."""
+        return self._session().backend(kind)
 
     async def flush_metrics(self) -> bool:
-        """Send buffered samples now; return False if the admin could not take them."""
-        return await self._metrics.flush()
+        """Send the running loop's buffered samples now; False if the admin could not take them."""
+        return await self._session().metrics.flush()
 
     @property
     def metrics_dropped(self) -> int:
         """Samples lost because the buffer was full or the admin rejected them."""
-        return self._metrics.dropped
+        sessions = list(self._sessions.values())
+        return self._retired_dropped + sum(s.metrics.dropped for s in sessions)
 
     @property
     def admin_lookups(self) -> int:
@@ -287,7 +380,7 @@ class LLMRouter:
     @property
     def metrics_buffered(self) -> int:
         """Samples waiting to be sent to the admin."""
-        return self._metrics.buffered
+        return sum(s.metrics.buffered for s in list(self._sessions.values()))
 
     def route_ages(self) -> dict[str, float]:
         """Seconds since each cached route was fetched (or revalidated) from the admin.
@@ -310,12 +403,23 @@ class LLMRouter:
         return self._closed
 
     async def aclose(self) -> None:
-        """Flush metrics (bounded) and close the connection pool."""
+        """Flush metrics (bounded) and close the connection pools, of every loop's session.
+
+        The running loop's session is closed here; one of a loop running in another thread
+        is closed in that loop, without waiting for it; one of a closed loop has nothing
+        left to close.
+        """
         if self._closed:
             return
-        self._closed = True
-        await self._metrics.aclose()
-        await self._client.aclose()
+        with self._lock:
+            self._closed = True
+            sessions = list(self._sessions.values())
+        loop = asyncio.get_running_loop()
+        for session in sessions:
+            if session.loop is loop:
+                await self._close_session(session)
+            elif session.loop.is_running():
+                asyncio.run_coroutine_threadsafe(self._close_session(session), session.loop)
 
     async def __aenter__(self) -> LLMRouter:
         return self
@@ -337,103 +441,144 @@ class LLMRouter:
         the Finish of an answer with no text), when the serving target is known.
 
         Targets are tried in order. A target fails over to the next on a connection error,
-        timeout, 429, 5xx or broken protocol, but only while no text has been yielded; any
-        other 4xx is raised at once. Targets marked ``down`` are skipped unless all are;
-        targets with an open circuit are skipped, except the last one.
+        timeout (its first-content deadline included), 429, 5xx or broken answer, but only
+        while no text has been yielded; any other 4xx is raised at once. Targets marked
+        ``down`` are skipped unless all are; targets with an open circuit are skipped, except
+        the last one. Whatever is raised comes out as a RoutingError (see routing._exceptions).
         """
-        self._check_open()
-        route = await self._routes.get(request.model)
-        targets = _targets_to_try(route.targets)
-        primary = route.targets[0] if route.targets else None
-        failures: list[TargetFailure] = []
-        last = len(targets) - 1
-        for i, target in enumerate(targets):
-            backend = self.backend(target.backend_type)
-            if backend is None:
-                failures.append(
-                    TargetFailure(
-                        target, "unknown_backend", f"unknown backend type '{target.backend_type}'"
+        try:
+            session = self._session()
+            route = await self._routes.get(request.model)
+            targets = _targets_to_try(route.targets)
+            primary = route.targets[0] if route.targets else None
+            failures: list[TargetFailure] = []
+            last = len(targets) - 1
+            for i, target in enumerate(targets):
+                backend = session.backend(target.backend_type)
+                if backend is None:
+                    failures.append(
+                        TargetFailure(
+                            target,
+                            "unknown_backend",
+                            f"unknown backend type '{target.backend_type}'",
+                        )
                     )
-                )
-                continue
-            breaker = self._breakers.get(target.key)
-            if not breaker.allow() and i < last:
-                failures.append(
-                    TargetFailure(
-                        target, "circuit_open", "skipped: circuit open after repeated failures"
+                    continue
+                breaker = self._breakers.get(target.key)
+                if not breaker.allow() and i < last:
+                    failures.append(
+                        TargetFailure(
+                            target, "circuit_open", "skipped: circuit open after repeated failures"
+                        )
                     )
-                )
-                continue
-            fallback = target is not primary
-            started_wall = time.time()
-            started = time.perf_counter()
-            ttft: float | None = None
-            chars = 0
-            finish: Finish | None = None
-            upstream = backend.events(target, request)
-            try:
-                async for event in upstream:
-                    if type(event) is TextDelta:
-                        if not event.text:
-                            continue  # Started promises content: an empty piece is none
-                        if ttft is None:
-                            ttft = time.perf_counter() - started
-                            # From here on this target serves the call (no fallback after text).
-                            yield Started(target, fallback)
-                        chars += len(event.text)
-                        yield event
+                    continue
+                fallback = target is not primary
+                started_wall = time.time()
+                started = time.perf_counter()
+                ttft: float | None = None
+                chars = 0
+                finish: Finish | None = None
+                upstream = backend.events(target, request)
+                try:
+                    if not request.stream:
+                        # Nothing reaches the caller before the whole answer is read and
+                        # checked, so a malformed answer still falls back.
+                        pieces, finish = await whole_answer(upstream, target)
+                        yield Started(target, fallback)
+                        for piece in pieces:
+                            yield piece
+                    elif isinstance(first := await first_content(upstream, target), Finish):
+                        finish = check_finish(first, target)
+                        yield Started(target, fallback)  # an answer with no text
                     else:
-                        finish = event  # type: ignore[assignment]
-                if finish is None:
-                    raise UpstreamProtocolError("answer ended without final stats", target=target)
-                if ttft is None:
-                    yield Started(target, fallback)  # an answer with no text
-            except UpstreamError as exc:
-                if exc.overloaded:
-                    breaker.record_neutral()  # at capacity, not broken
-                elif exc.retryable:
-                    breaker.record_failure()
-                else:
-                    breaker.record_success()  # a 4xx proves the target alive
-                self._sample(
-                    request,
-                    target,
-                    started_wall,
-                    started,
-                    ttft,
-                    None,
-                    fallback,
-                    exc.error_kind,
-                    exc.status_code,
-                    overload=exc.overloaded,
-                )
-                if chars:
-                    raise StreamInterrupted(exc, chars) from exc
-                if not exc.retryable:
+                        ttft = time.perf_counter() - started
+                        # From here on this target serves the call (no fallback after text).
+                        yield Started(target, fallback)
+                        chars = len(first.text)
+                        yield first
+                        async for event in upstream:
+                            if type(event) is TextDelta:
+                                if type(event.text) is not str or not event.text.isascii():
+                                    event = checked_text(event, target)
+                                if event.text:  # Started promised content: an empty piece is none
+                                    chars += len(event.text)
+                                    yield event
+                            elif type(event) is Finish:
+                                finish = event
+                            else:
+                                raise not_an_event(event, target)
+                        if finish is None:
+                            raise UpstreamProtocolError(
+                                "answer ended without final stats", target=target
+                            )
+                        check_finish(finish, target)
+                except (asyncio.CancelledError, GeneratorExit):
+                    breaker.record_neutral()
+                    self._sample(
+                        session,
+                        request,
+                        target,
+                        started_wall,
+                        started,
+                        ttft,
+                        None,
+                        fallback,
+                        "cancelled",
+                        None,
+                    )
                     raise
-                logger.info(
-                    "routing: %s failed for '%s', trying the next target: %s",
-                    target.backend_type,
-                    request.model,
-                    exc,
+                except Exception as exc:
+                    # Whatever went wrong while this target answered is this target's failure:
+                    # an UpstreamError from the backend, or anything else (an answer of the
+                    # wrong shape that a backend did not expect) as a protocol error.
+                    error = exc if isinstance(exc, UpstreamError) else malformed(exc, target)
+                    if error.overloaded:
+                        breaker.record_neutral()  # at capacity, not broken
+                    elif error.retryable:
+                        breaker.record_failure()
+                    else:
+                        breaker.record_success()  # a 4xx proves the target alive
+                    self._sample(
+                        session,
+                        request,
+                        target,
+                        started_wall,
+                        started,
+                        ttft,
+                        None,
+                        fallback,
+                        error.error_kind,
+                        error.status_code,
+                        overload=error.overloaded,
+                    )
+                    if chars:
+                        raise StreamInterrupted(error, chars) from exc
+                    if not error.retryable:  # only an UpstreamError of the backend's own
+                        raise  # exc itself: malformed() errors are always retryable
+                    logger.info(
+                        "routing: %s failed for '%s', trying the next target: %s",
+                        target.backend_type,
+                        request.model,
+                        error,
+                    )
+                    failures.append(TargetFailure.from_error(target, error))
+                    continue
+                finally:
+                    await close_quietly(upstream)
+                breaker.record_success()
+                yield self._finish(
+                    session, request, target, finish, started_wall, started, ttft, fallback
                 )
-                failures.append(TargetFailure.from_error(target, exc))
-                continue
-            except (asyncio.CancelledError, GeneratorExit):
-                breaker.record_neutral()
-                self._sample(
-                    request, target, started_wall, started, ttft, None, fallback, "cancelled", None
-                )
-                raise
-            finally:
-                await upstream.aclose()
-            breaker.record_success()
-            yield self._finish(request, target, finish, started_wall, started, ttft, fallback)
-            return
-        raise AllTargetsFailed(request.model, failures)
+                return
+            raise AllTargetsFailed(request.model, failures)
+        except RoutingError:
+            raise
+        except Exception as exc:
+            raise _internal_error(exc) from exc
 
     def _finish(
         self,
+        session: _LoopSession,
         request: GenerationRequest,
         target: Target,
         finish: Finish,
@@ -480,11 +625,14 @@ class LLMRouter:
             ttft_ms=ttft_ms,
             tokens_per_sec=tps,
         )
-        self._sample(request, target, started_wall, started, ttft, done, fallback, None, 200)
+        self._sample(
+            session, request, target, started_wall, started, ttft, done, fallback, None, 200
+        )
         return done
 
     def _sample(
         self,
+        session: _LoopSession,
         request: GenerationRequest,
         target: Target,
         started_wall: float,
@@ -497,7 +645,7 @@ class LLMRouter:
         *,
         overload: bool = False,
     ) -> None:
-        if not self._metrics.enabled and self._on_sample is None:
+        if not session.metrics.enabled and self._on_sample is None:
             return
         sample = {
             "entry_id": target.entry_id,
@@ -529,7 +677,7 @@ class LLMRouter:
                 self._on_sample(sample)
             except Exception:  # an observer's bug must never fail the call
                 logger.exception("routing: the on_sample observer failed")
-        self._metrics.record(sample)
+        session.metrics.record(sample)
 
     async def _collect(self, request: GenerationRequest) -> GenerateResult:
         parts: list[str] = []
@@ -539,12 +687,64 @@ class LLMRouter:
                 parts.append(event.text)
             elif type(event) is Finish:
                 finish = event
-        assert finish is not None
+        if finish is None:  # events() ends with a Finish or raises: this is a bug
+            raise InternalError("the answer ended without its Finish event")
         return build_result(finish, "".join(parts))
 
     def _check_open(self) -> None:
         if self._closed:
             raise RouterClosed("this LLMRouter was closed")
+
+
+class _LoopSession:
+    """What a router holds per event loop: its HTTP client, backends and metrics shipping."""
+
+    __slots__ = ("loop", "client", "metrics", "backends", "task", "closing", "_router")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        client: httpx.AsyncClient,
+        metrics: SampleShipper,
+        router: LLMRouter,
+    ) -> None:
+        self.loop = loop
+        self.client = client
+        self.metrics = metrics
+        self.backends: dict[str, Backend] = {}
+        self.task: asyncio.Task[None] | None = None
+        self.closing = False
+        self._router = router
+
+    def backend(self, kind: str) -> Backend | None:
+        backend = self.backends.get(kind)
+        if backend is None:
+            cls = backend_class(kind)
+            if cls is None:
+                return None
+            router = self._router
+            backend = self.backends[kind] = cls(
+                self.client,
+                connect_timeout=router._connect_timeout,
+                max_answer_bytes=router._max_answer_bytes,
+                max_line_bytes=router._max_line_bytes,
+            )
+        return backend
+
+
+def _build(**arguments: Any) -> GenerationRequest:
+    """Validate a call's arguments; whatever goes wrong reading them is an InvalidRequest."""
+    try:
+        return GenerationRequest.build(**arguments)
+    except RoutingError:
+        raise
+    except Exception as exc:  # e.g. a Mapping or Sequence of the caller's that raises
+        raise InvalidRequest(f"cannot read the arguments: {type(exc).__name__}: {exc}") from exc
+
+
+def _internal_error(exc: Exception) -> InternalError:
+    logger.error("routing: unexpected error", exc_info=exc)
+    return InternalError(f"unexpected error in routing: {type(exc).__name__}: {str(exc)[:200]}")
 
 
 class _NoCookieJar(CookieJar):
@@ -671,39 +871,25 @@ class ResponseStream:
         self.finish: Finish | None = None
 
     def __aiter__(self) -> AsyncIterator[str]:
-        # Why a generator and not self: an async generator resumes about twice as fast as an
-        # ``async def __anext__`` called per item, and this runs once per streamed chunk.
         return self._texts()
 
-    async def __anext__(self) -> str:
-        while True:
-            event = await self._events.__anext__()
-            if type(event) is TextDelta:
-                self._parts.append(event.text)
-                return event.text
-            if type(event) is Finish:
-                self._finished(event)
-
     async def _texts(self) -> AsyncIterator[str]:
+        # One loop (events()) records the text and the result; this only picks the text out.
+        # The extra generator layer costs about 2 us per 16-chunk answer (measured against a
+        # copy of the loop: 9.8 vs 11.9 us), which is not worth a second copy of the loop.
+        async for event in self.events():
+            if type(event) is TextDelta:
+                yield event.text
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        """Yield the typed events: Started, TextDelta..., then Finish."""
         parts = self._parts
         async for event in self._events:
             if type(event) is TextDelta:
                 parts.append(event.text)
-                yield event.text
             elif type(event) is Finish:
-                self._finished(event)
-
-    def _finished(self, finish: Finish) -> None:
-        self.finish = finish
-        self.result = build_result(finish, "".join(self._parts))
-
-    async def events(self) -> AsyncIterator[StreamEvent]:
-        """Yield the typed events: Started, TextDelta..., then Finish."""
-        async for event in self._events:
-            if type(event) is TextDelta:
-                self._parts.append(event.text)
-            elif type(event) is Finish:
-                self._finished(event)
+                self.finish = event
+                self.result = build_result(event, "".join(parts))
             yield event
 
     async def aclose(self) -> None:
@@ -723,6 +909,7 @@ class ResponseStream:
 
 
 _router: LLMRouter | None = None
+_router_lock = threading.Lock()
 
 
 def get_llm_router() -> LLMRouter:
@@ -732,19 +919,26 @@ def get_llm_router() -> LLMRouter:
     ``ATHENA_ROUTES_FILE`` (when set and ADMIN_API_URL is not, no admin is used),
     ``ATHENA_DEFAULT_OLLAMA_URL`` (default http://localhost:11434), and those of
     ``router_options_from_environment`` (allowed networks, answer caps, proxies).
+
+    Safe to call and use from any thread and any event loop: the router keeps one
+    connection pool and one metrics task per loop (see LLMRouter).
     """
     global _router
-    if _router is None or _router.closed:
-        env = os.environ
-        routes_file = env.get("ATHENA_ROUTES_FILE") or None
-        admin_url = env.get("ADMIN_API_URL")
-        if admin_url is None:
-            admin_url = None if routes_file else DEFAULT_ADMIN_URL
-        _router = LLMRouter(
-            admin_url or None,
-            service_key=env.get("ATHENA_SERVICE_KEY") or None,
-            routes_file=routes_file,
-            default_ollama_url=env.get("ATHENA_DEFAULT_OLLAMA_URL") or DEFAULT_OLLAMA_URL,
-            **router_options_from_environment(env),
-        )
-    return _router
+    router = _router
+    if router is not None and not router.closed:
+        return router
+    with _router_lock:
+        if _router is None or _router.closed:
+            env = os.environ
+            routes_file = env.get("ATHENA_ROUTES_FILE") or None
+            admin_url = env.get("ADMIN_API_URL")
+            if admin_url is None:
+                admin_url = None if routes_file else DEFAULT_ADMIN_URL
+            _router = LLMRouter(
+                admin_url or None,
+                service_key=env.get("ATHENA_SERVICE_KEY") or None,
+                routes_file=routes_file,
+                default_ollama_url=env.get("ATHENA_DEFAULT_OLLAMA_URL") or DEFAULT_OLLAMA_URL,
+                **router_options_from_environment(env),
+            )
+        return _router

@@ -22,7 +22,7 @@ from urllib.parse import quote
 import httpx
 
 from routing._exceptions import InvalidRequest, ModelNotConfigured, RouteLookupError
-from routing._types import MAX_MODEL_NAME_CHARS, Route, Target
+from routing._types import MAX_MODEL_NAME, Route, Target
 
 __all__ = ["RouteTable", "load_routes_file", "parse_route", "route_path"]
 
@@ -53,10 +53,8 @@ def route_path(model: str) -> str:
     """
     if not model:
         raise InvalidRequest("model must not be empty")
-    if len(model) > MAX_MODEL_NAME_CHARS:
-        raise InvalidRequest(
-            f"model must be at most {MAX_MODEL_NAME_CHARS} characters, got {len(model)}"
-        )
+    if len(model) > MAX_MODEL_NAME:
+        raise InvalidRequest(f"model must be at most {MAX_MODEL_NAME} characters, got {len(model)}")
     if any(segment in (".", "..") for segment in model.split("/")):
         raise InvalidRequest("model must not contain '.' or '..' path segments")
     if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in model):
@@ -119,7 +117,7 @@ class RouteTable:
     def __init__(
         self,
         *,
-        client: httpx.AsyncClient,
+        client: Callable[[], httpx.AsyncClient],
         admin_url: str | None,
         service_key: str | None,
         ttl: float,
@@ -141,7 +139,8 @@ class RouteTable:
         self._outage_retry = min(outage_retry, ttl) if ttl > 0 else outage_retry
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
-        self._inflight: dict[str, asyncio.Future[Route]] = {}
+        # Look-ups in flight, per event loop (a future belongs to the loop that made it).
+        self._inflight: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[Route]] = {}
         self.admin_lookups = 0
 
     async def get(self, model: str) -> Route:
@@ -159,13 +158,14 @@ class RouteTable:
                 model, f"model '{model}' is not in the routes file and no admin is configured"
             )
         path = route_path(model)  # before any look-up: raises InvalidRequest
-        task = self._inflight.get(model)
+        key = (asyncio.get_running_loop(), model)
+        task = self._inflight.get(key)
         if task is None:
             # Single flight: one look-up per model however many callers miss at once. The
             # task outlives a cancelled first caller, so the others still get their answer.
             task = asyncio.ensure_future(self._refresh(model, path, entry))
-            self._inflight[model] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(model, None))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
         return await asyncio.shield(task)
 
     def ages(self) -> dict[str, float]:
@@ -204,7 +204,7 @@ class RouteTable:
         url = self._admin_url + path
         self.admin_lookups += 1
         try:
-            response = await self._client.get(url, headers=headers, timeout=self._timeout)
+            response = await self._client().get(url, headers=headers, timeout=self._timeout)
         except httpx.HTTPError as exc:
             return self._outage(model, entry, f"{type(exc).__name__}: {exc}")
         status = response.status_code
@@ -287,7 +287,7 @@ class RouteTable:
         if self._admin_url is None:
             return routes
         try:
-            response = await self._client.get(
+            response = await self._client().get(
                 f"{self._admin_url}/api/routes", headers=self._headers, timeout=self._timeout
             )
         except httpx.HTTPError as exc:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from django.apps import apps as django_apps
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group, Permission, User
 from rest_framework.test import APIClient
 
 from backends.models import LLMBackend
@@ -20,6 +20,10 @@ def _group(name: str) -> Group:
     # Transactional tests flush the database, data-migration rows included: remake them.
     if not Group.objects.filter(name=name).exists():
         importlib.import_module("backends.migrations.0002_groups").create_groups(django_apps, None)
+        # What the later migration adds to both groups: using the models at the gateway.
+        use = Permission.objects.get(content_type__app_label="backends", codename="use_llmbackend")
+        for group in Group.objects.filter(name__in=["LLM viewers", "LLM operators"]):
+            group.permissions.add(use)
     return Group.objects.get(name=name)
 
 

@@ -21,7 +21,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from athena_admin.gateway import ollama, openai
 from athena_admin.gateway.answer import error_message, overhead_headers
-from athena_admin.gateway.auth import Authenticator, Principal
+from athena_admin.gateway.auth import Authenticator, ChecksOverloaded, Principal
 from athena_admin.gateway.catalog import ModelCatalog
 from athena_admin.gateway.config import GatewayConfig
 from athena_admin.gateway.errors import (
@@ -244,10 +244,21 @@ class GatewayApp:
                 )
                 await _send_error(send, _protocol(path), error)
                 return
+            if not principal.may_use_models:
+                # A valid key or token of a user without backends.use_llmbackend: every
+                # model route, listings included, is refused (docs/gateway.md).
+                error = GatewayError(
+                    403,
+                    "forbidden: this account may not use models "
+                    "(it needs the backends.use_llmbackend permission)",
+                    code="permission_denied",
+                )
+                await _send_error(send, _protocol(path), error)
+                return
         await self.app(scope, receive, send)
 
     async def _authenticate(self, scope: Scope, send: Send) -> Principal | None:
-        """Return who the request is from, or answer 401/503 and return None."""
+        """Return who the request is from, or answer 401, 429 or 503 and return None."""
         protocol = _protocol(scope["path"])
         api_key, authorization = _credentials(scope)
         client = scope.get("client")
@@ -255,6 +266,15 @@ class GatewayApp:
             principal = await self.gateway.auth.authenticate(
                 api_key, authorization, client[0] if client else None
             )
+        except ChecksOverloaded:
+            error = GatewayError(
+                429,
+                "too many credential checks from this address; try again in a second",
+                code="rate_limit_exceeded",
+                retry_after=1,
+            )
+            await _send_error(send, protocol, error)
+            return None
         except Exception:
             # The bearer hook could not check the token (its provider is down): 503,
             # not 401, so clients retry instead of dropping their credentials.

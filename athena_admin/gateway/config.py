@@ -10,8 +10,10 @@ from typing import Any
 
 __all__ = ["BearerAuthenticator", "GatewayConfig"]
 
-# Called with a bearer token that is not a service key (an OIDC access token, later);
-# returns who it is (any truthy value, shown by str()) or None. Sync or async.
+# Called with a bearer token that is not a service key (an OIDC access token); returns who
+# it is or None. Sync or async. A user-like answer (with `has_perm`) must hold
+# backends.use_llmbackend to use models (else 403); any other truthy value (shown by str())
+# is trusted as is.
 BearerAuthenticator = Callable[[str], Any | Awaitable[Any]]
 
 
@@ -30,6 +32,9 @@ class GatewayConfig:
     auth_cache_seconds: float = 30.0
     # How long a rejected key is remembered, so a client retrying a bad key costs no query.
     auth_negative_cache_seconds: float = 2.0
+    # Distinct credential checks one client address may have waiting; more are answered 429
+    # at once, so a flood of bogus keys cannot queue up ahead of a good one.
+    max_pending_checks: int = 32
     bearer_authenticator: BearerAuthenticator | None = None
     # How long GET /api/tags and /v1/models reuse the admin's route list.
     models_cache_seconds: float = 2.0

@@ -30,7 +30,7 @@ from athena_admin.gateway.wire import (
     read_object,
     reject_if_set,
 )
-from routing import MAX_MODEL_NAME_CHARS, Finish, GenerationRequest, InvalidRequest, RoutingError
+from routing import MAX_MODEL_NAME, Finish, GenerationRequest, InvalidRequest, RoutingError
 
 __all__ = ["JSON_MEDIA_TYPE", "OpenAIRenderer", "error_body", "error_status", "routes"]
 
@@ -321,8 +321,8 @@ async def retrieve_model(request: Request) -> Response:
     """GET /v1/models/{model}."""
     gateway = request.app.state.gateway
     name = request.path_params["model"]
-    if len(name) > MAX_MODEL_NAME_CHARS:
-        raise invalid("model", f"model must be at most {MAX_MODEL_NAME_CHARS} characters")
+    if len(name) > MAX_MODEL_NAME:
+        raise invalid("model", f"model must be at most {MAX_MODEL_NAME} characters")
     try:
         await gateway.router.route(name)
     except RoutingError as exc:

@@ -9,7 +9,7 @@ from typing import Any
 from starlette.types import Receive, Scope
 
 from athena_admin.gateway.errors import GatewayError, invalid
-from routing import MAX_MODEL_NAME_CHARS
+from routing import MAX_MODEL_NAME
 
 __all__ = ["ClientDisconnected", "compact", "go_json", "read_object", "rfc3339nano"]
 
@@ -159,9 +159,9 @@ def model_field(body: dict[str, Any], name: str = "model") -> str:
         raise invalid("model", "model is required")
     if not isinstance(model, str):
         raise invalid("model", f"model must be a string, got {type(model).__name__}")
-    if len(model) > MAX_MODEL_NAME_CHARS:
+    if len(model) > MAX_MODEL_NAME:
         raise invalid(
-            "model", f"model must be at most {MAX_MODEL_NAME_CHARS} characters, got {len(model)}"
+            "model", f"model must be at most {MAX_MODEL_NAME} characters, got {len(model)}"
         )
     return model
 

@@ -47,7 +47,17 @@ def check_sso_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
         errors.append(
             Error("ATHENA_OIDC_GROUPS_MAP must map strings to strings.", id="identity.E003")
         )
-    for name in ("ATHENA_LOGIN_RATE", "ATHENA_TOKEN_RATE", "ATHENA_BEARER_FAILURE_RATE"):
+    scope = settings.ATHENA_API_SCOPE
+    if not scope or any(c.isspace() for c in scope):
+        errors.append(
+            Error(
+                f"ATHENA_API_SCOPE must be one scope name, e.g. athena.api (got {scope!r}).",
+                hint="Only access tokens carrying it are accepted (docs/identity.md).",
+                id="identity.E005",
+            )
+        )
+    rates = ("ATHENA_LOGIN_RATE", "ATHENA_LOGIN_ADDRESS_RATE", "ATHENA_TOKEN_RATE")
+    for name in (*rates, "ATHENA_BEARER_FAILURE_RATE"):
         rate = getattr(settings, name)
         if name == "ATHENA_BEARER_FAILURE_RATE" and not rate:
             continue  # off

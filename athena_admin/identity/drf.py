@@ -101,3 +101,36 @@ class ProviderTokenAuthentication(_BearerAuthentication):
             raise self.refuse(request, exc) from exc
         except ProviderUnavailable as exc:
             raise ProviderUnavailableError(str(exc)) from exc
+
+
+class RateLimitedBasicAuthentication(authentication.BasicAuthentication):
+    """HTTP Basic, with password guessing held to the login pages' rates.
+
+    DRF's throttles run after authentication, so they never see a wrong password. Failures
+    are counted per (address, username) at ATHENA_LOGIN_RATE and per address at
+    ATHENA_LOGIN_ADDRESS_RATE; past either, every attempt (a right password too) is a 429
+    with Retry-After until the window ends, and the password is not even checked.
+    """
+
+    def authenticate_credentials(
+        self, userid: str, password: str, request: Request | None = None
+    ) -> tuple[Any, None]:
+        assert request is not None  # DRF always passes it
+        pair = ratelimit.login_pair(request, userid)
+        address = ratelimit.client_ip(request)
+        limits = [
+            ("basic-failure", pair, settings.ATHENA_LOGIN_RATE),
+            ("basic-failure-address", address, settings.ATHENA_LOGIN_ADDRESS_RATE),
+        ]
+        for scope, key, rate in limits:
+            if ratelimit.exhausted(scope, key, rate):
+                raise exceptions.Throttled(
+                    wait=ratelimit.seconds_left(rate),
+                    detail="Too many failed sign-ins; try again later.",
+                )
+        try:
+            return super().authenticate_credentials(userid, password, request)  # type: ignore[no-any-return]
+        except exceptions.AuthenticationFailed:
+            for scope, key, rate in limits:
+                ratelimit.hit(scope, key, rate)
+            raise

@@ -1,6 +1,7 @@
-"""A fixed-window rate limiter on Django's cache, for the two non-DRF views that need one.
+"""A fixed-window rate limiter on Django's cache: login pages, the token endpoint, and the
+API's password (HTTP Basic) and bearer-token failures.
 
-Why not django-ratelimit: two call sites (login and the token endpoint), both keyed on
+Why not django-ratelimit: a few call sites (logins and the token endpoint), all keyed on
 something the decorator would need a custom key function for anyway; forty lines on the
 cache Athena already has beat a new dependency. DRF views use DRF's throttles instead.
 Behind a proxy, set ATHENA_RATELIMIT_IP_HEADER (e.g. HTTP_X_REAL_IP) to a header the
@@ -60,3 +61,15 @@ def exhausted(scope: str, key: str, rate: str) -> bool:
     """Whether the caller has used up this window, without counting an attempt."""
     limit, period = parse_rate(rate)
     return int(cache.get(_cache_key(scope, key, period)) or 0) >= limit
+
+
+def seconds_left(rate: str) -> int:
+    """Seconds until this rate's window ends (a Retry-After value, at least 1)."""
+    _, period = parse_rate(rate)
+    return max(1, int(period - time.time() % period) + 1)
+
+
+def login_pair(request: HttpRequest, username: str) -> str:
+    """The key for password attempts: (address, username), so a guesser elsewhere cannot
+    lock the real user out by failing on purpose."""
+    return f"{client_ip(request)}|{username.lower()}"

@@ -1,9 +1,13 @@
 """Writes for identity: provider clients on and off, their tokens, the signing key."""
 
+from datetime import timedelta
+
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
+from django.utils import timezone
 from oidc_provider.models import Client, RSAKey, Token
 
 from athena_admin.identity.models import ClientState
@@ -22,6 +26,17 @@ def rsa_key_ensure() -> tuple[RSAKey, bool]:
         encryption_algorithm=serialization.NoEncryption(),
     ).decode()
     return RSAKey.objects.create(key=pem), True
+
+
+def tokens_prune_stale() -> int:
+    """Delete provider tokens whose access and refresh use are both over; returns how many.
+
+    The library never deletes a row, and keeps its tokens in plain text: a stale row is of
+    no use to anyone but someone reading the table.
+    """
+    window = timedelta(seconds=settings.ATHENA_OIDC_PROVIDER_REFRESH_SECONDS)
+    deleted, _ = Token.objects.filter(expires_at__lt=timezone.now() - window).delete()
+    return deleted
 
 
 def client_tokens_revoke(*, clients: QuerySet[Client]) -> int:

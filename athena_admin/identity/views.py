@@ -1,12 +1,14 @@
 """Thin wrappers around the admin login, the provider's login page and its token endpoint:
 rate limits, the SSO button, the password switch, and refusing switched-off clients."""
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from oidc_provider.lib.utils.oauth2 import extract_access_token, extract_client_auth
 from oidc_provider.models import Client, Token
@@ -15,21 +17,29 @@ from oidc_provider.views import userinfo as provider_userinfo
 
 from athena_admin.identity import ratelimit
 from athena_admin.identity.backend import sso_configured
-from athena_admin.identity.services import client_is_active
+from athena_admin.identity.services import client_is_active, tokens_prune_stale
 
 
 def _too_many(request: HttpRequest) -> HttpResponse:
     response = HttpResponse("Too many attempts; wait a minute and try again.", status=429)
-    response["Retry-After"] = "60"
+    rates = (settings.ATHENA_LOGIN_RATE, settings.ATHENA_LOGIN_ADDRESS_RATE)
+    response["Retry-After"] = str(max(ratelimit.seconds_left(rate) for rate in rates))
     return response
 
 
 def _login_allowed(request: HttpRequest, scope: str) -> bool:
-    """Count a login POST per address and per username, so neither can be brute-forced."""
-    rate = settings.ATHENA_LOGIN_RATE
-    username = request.POST.get("username", "").lower()
-    return ratelimit.hit(scope, ratelimit.client_ip(request), rate) and (
-        not username or ratelimit.hit(scope + "-user", username, rate)
+    """Count a login POST per (address, username) pair, and per address for any username.
+
+    Not per username alone: then anyone failing ten times would lock the real user out.
+    """
+    username = request.POST.get("username", "")
+    return ratelimit.hit(
+        scope, ratelimit.client_ip(request), settings.ATHENA_LOGIN_ADDRESS_RATE
+    ) and (
+        not username
+        or ratelimit.hit(
+            scope + "-pair", ratelimit.login_pair(request, username), settings.ATHENA_LOGIN_RATE
+        )
     )
 
 
@@ -83,7 +93,34 @@ def token(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             status=400,
             headers={"Cache-Control": "no-store"},
         )
-    return TokenView.as_view()(request, *args, **kwargs)
+    if request.method == "POST" and client is not None and _refresh_too_late(request, client):
+        return JsonResponse(
+            {"error": "invalid_grant", "error_description": "The refresh token has expired."},
+            status=400,
+            headers={"Cache-Control": "no-store"},
+        )
+    response = TokenView.as_view()(request, *args, **kwargs)
+    if request.method == "POST" and response.status_code == 200:
+        tokens_prune_stale()  # at the pace tokens are issued, and bounded by the rate limit
+    return response
+
+
+def _refresh_too_late(request: HttpRequest, client: Client) -> bool:
+    """Whether a refresh grant names a token past its refresh window (deleting it if so).
+
+    The library stores refresh tokens in plain text and honours them for ever; a short
+    access-token lifetime means little if the row beside it can mint new ones. So a refresh
+    token works for ATHENA_OIDC_PROVIDER_REFRESH_SECONDS after its access token expired.
+    """
+    if request.POST.get("grant_type") != "refresh_token":
+        return False
+    window = timedelta(seconds=settings.ATHENA_OIDC_PROVIDER_REFRESH_SECONDS)
+    late = Token.objects.filter(
+        client=client,
+        refresh_token=request.POST.get("refresh_token", ""),
+        expires_at__lt=timezone.now() - window,
+    )
+    return late.delete()[0] > 0
 
 
 def _may_get_tokens(client: Client) -> bool:

@@ -8,8 +8,11 @@ from rest_framework.request import Request
 from backends.models import ServiceKey
 from backends.services import looks_like_service_key, service_key_authenticate
 
-# What a key without an owner may do: read routes and the registry, report metrics.
-SERVICE_PERMISSIONS = frozenset({"backends.view_llmbackend", "backends.add_requestsample"})
+# What a key without an owner may do: read routes and the registry, report metrics, and use
+# the models through the gateway.
+SERVICE_PERMISSIONS = frozenset(
+    {"backends.view_llmbackend", "backends.add_requestsample", "backends.use_llmbackend"}
+)
 
 
 class ServicePrincipal:

@@ -115,6 +115,7 @@ class LLMBackendSerializer(StrictJSONTypes, serializers.ModelSerializer):
             "max_tokens",
             "temperature_default",
             "timeout_seconds",
+            "first_token_timeout_seconds",
             "description",
             "health",
             "health_checked_at",
@@ -154,6 +155,7 @@ class RouteTargetSerializer(serializers.Serializer):
     endpoint_url = serializers.CharField()
     upstream_model = serializers.CharField()
     timeout_seconds = serializers.IntegerField()
+    first_token_timeout_seconds = serializers.IntegerField(allow_null=True)
     max_tokens = serializers.IntegerField()
     temperature_default = serializers.FloatField()
     health = serializers.ChoiceField(choices=["unknown", "healthy", "degraded", "down"])

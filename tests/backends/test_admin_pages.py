@@ -81,6 +81,29 @@ def test_the_admin_form_shows_validation_messages(operator: Any) -> None:
     assert not LLMBackend.objects.exists()
 
 
+def test_the_admin_form_refuses_a_first_token_deadline_past_the_timeout(operator: Any) -> None:
+    form = {
+        "model_name": "phi3:mini",
+        "backend_type": "ollama",
+        "endpoint_url": "http://127.0.0.1:11434",
+        "priority": 100,
+        "max_tokens": 2048,
+        "temperature_default": 0.7,
+        "timeout_seconds": 30,
+        "first_token_timeout_seconds": 45,
+        "fallback_links-TOTAL_FORMS": 0,
+        "fallback_links-INITIAL_FORMS": 0,
+    }
+    response = signed_in(operator).post("/admin/backends/llmbackend/add/", form)
+    assert response.status_code == 200
+    assert "Must be at most timeout_seconds (30), got 45." in response.content.decode()
+    assert not LLMBackend.objects.exists()
+    form["first_token_timeout_seconds"] = 10
+    response = signed_in(operator).post("/admin/backends/llmbackend/add/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert LLMBackend.objects.get().first_token_timeout_seconds == 10
+
+
 def test_the_admin_refuses_a_fallback_cycle(operator: Any, make_entry: Any) -> None:
     a = make_entry("a")
     make_entry("b", fallbacks=["a"])

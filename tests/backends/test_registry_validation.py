@@ -31,6 +31,22 @@ def client(api_as: Any, operator: Any) -> Any:
         ({"temperature_default": -0.1}, "temperature_default", "greater than or equal to 0"),
         ({"timeout_seconds": 0}, "timeout_seconds", "greater than or equal to 1"),
         ({"timeout_seconds": 3601}, "timeout_seconds", "less than or equal to 3600"),
+        ({"first_token_timeout_seconds": 0}, "first_token_timeout_seconds", "greater than or"),
+        (
+            {"first_token_timeout_seconds": "5"},
+            "first_token_timeout_seconds",
+            "Must be an integer, not a string.",
+        ),
+        (
+            {"timeout_seconds": 30, "first_token_timeout_seconds": 31},
+            "first_token_timeout_seconds",
+            "Must be at most timeout_seconds (30), got 31.",
+        ),
+        (
+            {"first_token_timeout_seconds": 61},  # the default timeout_seconds is 60
+            "first_token_timeout_seconds",
+            "at most timeout_seconds (60)",
+        ),
         ({"model_name": "phi3 mini"}, "model_name", "letters, digits"),
         ({"model_name": "modèle"}, "model_name", "letters, digits"),
         ({"model_name": "../etc/passwd"}, "model_name", "letters, digits"),
@@ -111,3 +127,21 @@ def test_a_rejected_update_changes_nothing(client: Any, make_entry: Any) -> None
     assert response.status_code == 400
     a.refresh_from_db()
     assert (a.max_tokens, a.endpoint_url) == (100, "http://127.0.0.1:11434")
+
+
+def test_a_first_token_deadline_is_optional_and_kept_under_the_timeout(client: Any) -> None:
+    created = client.post(
+        "/api/llm-backends",
+        {**GOOD, "timeout_seconds": 30, "first_token_timeout_seconds": None},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    assert created.json()["first_token_timeout_seconds"] is None
+    url = f"/api/llm-backends/{created.json()['id']}"
+    assert client.patch(url, {"first_token_timeout_seconds": 10}, format="json").status_code == 200
+    # Lowering the timeout below the deadline is refused, naming the deadline.
+    lowered = client.patch(url, {"timeout_seconds": 5}, format="json")
+    assert lowered.status_code == 400
+    assert "at most timeout_seconds (5)" in str(lowered.json()["first_token_timeout_seconds"])
+    entry = LLMBackend.objects.get()
+    assert (entry.timeout_seconds, entry.first_token_timeout_seconds) == (30, 10)

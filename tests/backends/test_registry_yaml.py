@@ -40,6 +40,7 @@ def _snapshot() -> list[dict[str, Any]]:
                 "max_tokens": entry.max_tokens,
                 "temperature_default": entry.temperature_default,
                 "timeout_seconds": entry.timeout_seconds,
+                "first_token_timeout_seconds": entry.first_token_timeout_seconds,
                 "description": entry.description,
                 "fallbacks": chain,
             }
@@ -66,6 +67,7 @@ def lab(make_entry: Callable[..., LLMBackend]) -> None:
         endpoint_url=MLX,
         upstream_model="phi3-mini-4bit",
         timeout_seconds=30,
+        first_token_timeout_seconds=10,
         enabled=False,
         fallbacks=["phi3:mini", "llama3.2:latest"],
     )
@@ -101,6 +103,7 @@ def test_export_writes_every_entry_in_name_order_without_metrics_or_ids(lab: Non
         "max_tokens": 2048,
         "temperature_default": 0.7,
         "timeout_seconds": 30,
+        "first_token_timeout_seconds": 10,
         "description": "",
         "fallbacks": ["phi3:mini", "llama3.2:latest"],
     }
@@ -251,6 +254,14 @@ def test_prune_refuses_a_fallback_to_an_entry_it_would_delete(lab: None, tmp_pat
         (_entry("x", priority="high"), "entry #2 'x', field priority: must be an integer"),
         (_entry("x", enabled="yes"), "entry #2 'x', field enabled: must be true or false"),
         (_entry("x", timeout_seconds=0), "entry #2 'x', field timeout_seconds: Ensure this"),
+        (
+            _entry("x", timeout_seconds=30, first_token_timeout_seconds=31),
+            "entry #2 'x', field first_token_timeout_seconds: Must be at most timeout_seconds",
+        ),
+        (
+            _entry("x", first_token_timeout_seconds="soon"),
+            "entry #2 'x', field first_token_timeout_seconds: must be an integer",
+        ),
         (_entry("x", endpoint="http://x"), "entry #2 'x', field endpoint: unknown field"),
         (
             {"backend_type": "ollama", "endpoint_url": OLLAMA},

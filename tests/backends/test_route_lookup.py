@@ -27,12 +27,19 @@ def test_a_single_entry_is_one_target_with_its_settings(client: Any, make_entry:
                 "endpoint_url": "http://127.0.0.1:11434",
                 "upstream_model": "phi3:mini",
                 "timeout_seconds": 30,
+                "first_token_timeout_seconds": None,
                 "max_tokens": 2048,
                 "temperature_default": 0.0,
                 "health": "unknown",
             }
         ],
     }
+
+
+def test_a_first_token_deadline_reaches_the_route(client: Any, make_entry: Any) -> None:
+    make_entry("phi3:mini", timeout_seconds=30, first_token_timeout_seconds=5)
+    (target,) = client.get("/api/route/phi3:mini").json()["targets"]
+    assert (target["timeout_seconds"], target["first_token_timeout_seconds"]) == (30, 5)
 
 
 @override_settings(ATHENA_DEFAULT_OLLAMA_URL="http://192.168.1.9:11434")

@@ -59,7 +59,7 @@ def test_a_model_name_over_64_kib_is_a_400_naming_model(http, path, stream):
     )
     assert response.status_code == 400, response.text
     assert_answer_in_protocol(response, path)
-    assert "model must be at most 1024 characters" in response.text
+    assert "model must be at most 255 characters" in response.text
 
 
 @pytest.mark.parametrize("path", (*GENERATION_PATHS, "/api/show"))

@@ -8,14 +8,19 @@ connections and never answers; a down provider is a port nobody listens on.
 import json
 import socket
 import threading
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core.cache import cache
 from django.core.management import call_command
+from jwt.algorithms import RSAAlgorithm
 from oidc_provider.models import Client, ResponseType
 
 from tests.conftest import _group
@@ -107,12 +112,18 @@ def sso_to_athena(settings: Any, live_server: Any, admin_client_registration: Cl
 
 
 class FakeProvider:
-    """Userinfo at /userinfo and RFC 7662 introspection at /introspect, from `tokens`."""
+    """Userinfo at /userinfo, RFC 7662 introspection at /introspect, from `tokens`; its
+    signing key at /jwks, and `issue()` to mint JWT access tokens as Keycloak does."""
+
+    ISSUER = "https://idp.example"
 
     def __init__(self) -> None:
         self.tokens: dict[str, dict[str, Any]] = {}
         self.calls = 0
         self.status = 200
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        jwk = json.loads(RSAAlgorithm.to_jwk(self._key.public_key()))
+        self.jwks = {"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -128,6 +139,9 @@ class FakeProvider:
                 self.wfile.write(raw)
 
             def do_GET(self) -> None:
+                if self.path == "/jwks":
+                    self._answer(200, provider.jwks)
+                    return
                 provider.calls += 1
                 token = self.headers.get("Authorization", "").removeprefix("Bearer ")
                 if provider.status != 200:
@@ -150,6 +164,32 @@ class FakeProvider:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def issue(
+        self,
+        claims: dict[str, Any],
+        *,
+        aud: Any = "athena",
+        scope: str = "openid profile",
+        key: Any = None,
+        **extra: Any,
+    ) -> str:
+        """Mint a signed JWT access token for these userinfo claims and accept it."""
+        now = int(time.time())
+        payload = {
+            "iss": self.ISSUER,
+            "sub": claims["sub"],
+            "aud": aud,
+            "scope": scope,
+            "iat": now,
+            "exp": now + 300,
+            "jti": str(uuid.uuid4()),
+            **extra,
+        }
+        payload = {k: v for k, v in payload.items() if v is not None}
+        token = jwt.encode(payload, key or self._key, algorithm="RS256", headers={"kid": "k1"})
+        self.tokens[token] = claims
+        return token
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
@@ -160,8 +200,9 @@ def fake_provider(settings: Any) -> Iterator[FakeProvider]:
     provider = FakeProvider()
     settings.OIDC_RP_CLIENT_ID = "athena"
     settings.OIDC_RP_CLIENT_SECRET = "athena-secret"
-    settings.OIDC_OP_ISSUER = "https://idp.example"
+    settings.OIDC_OP_ISSUER = FakeProvider.ISSUER
     settings.OIDC_OP_USER_ENDPOINT = f"{provider.url}/userinfo"
+    settings.OIDC_OP_JWKS_ENDPOINT = f"{provider.url}/jwks"
     settings.ATHENA_OIDC_INTROSPECTION_ENDPOINT = ""
     settings.ATHENA_OIDC_GROUPS_MAP = {"ops": "LLM operators", "readers": "LLM viewers"}
     settings.OIDC_CREATE_USER = True

@@ -68,7 +68,7 @@ def test_a_hanging_token_endpoint_is_a_failed_login_not_a_hang(
 
 @pytest.mark.parametrize("path", ["/admin/login/", "/accounts/login/"])
 def test_login_attempts_are_rate_limited(client: Any, settings: Any, path: str) -> None:
-    settings.ATHENA_LOGIN_RATE = "3/minute"
+    settings.ATHENA_LOGIN_RATE = "3/hour"  # an hour window: no boundary inside the test
     codes = [
         client.post(path, {"username": "olivia", "password": f"guess-{n}"}).status_code
         for n in range(5)
@@ -77,21 +77,32 @@ def test_login_attempts_are_rate_limited(client: Any, settings: Any, path: str) 
     assert codes[3:] == [429, 429]
 
 
-def test_the_per_username_limit_holds_across_addresses(client: Any, settings: Any) -> None:
-    settings.ATHENA_LOGIN_RATE = "2/minute"
+def test_a_guesser_elsewhere_does_not_lock_the_real_user_out(
+    client: Any, settings: Any, operator: Any
+) -> None:
+    settings.ATHENA_LOGIN_RATE = "2/hour"  # an hour window: no boundary inside the test
+    login = {"username": "olivia", "password": "pw-olivia"}
+    for _ in range(5):
+        client.post("/admin/login/", {**login, "password": "guess"}, REMOTE_ADDR="10.6.6.6")
+    blocked = client.post("/admin/login/", login, REMOTE_ADDR="10.6.6.6")
+    assert blocked.status_code == 429
+    assert 1 <= int(blocked["Retry-After"]) <= 3601
+    assert client.post("/admin/login/", login, REMOTE_ADDR="10.0.0.7").status_code == 302
+
+
+def test_one_address_trying_many_usernames_is_limited_too(client: Any, settings: Any) -> None:
+    settings.ATHENA_LOGIN_ADDRESS_RATE = "3/hour"  # an hour window: no boundary inside the test
     codes = [
-        client.post(
-            "/admin/login/", {"username": "olivia", "password": "x"}, REMOTE_ADDR=f"10.0.0.{n}"
-        ).status_code
-        for n in range(3)
+        client.post("/admin/login/", {"username": f"user{n}", "password": "x"}).status_code
+        for n in range(4)
     ]
-    assert codes == [200, 200, 429]
+    assert codes == [200, 200, 200, 429]
 
 
 def test_the_token_endpoint_is_rate_limited(
     client: Any, settings: Any, service_client: Client
 ) -> None:
-    settings.ATHENA_TOKEN_RATE = "2/minute"
+    settings.ATHENA_TOKEN_RATE = "2/hour"  # an hour window: no boundary inside the test
     body = {"grant_type": "client_credentials", "client_id": "orchestrator", "client_secret": "x"}
     codes = [client.post("/openid/token", body).status_code for _ in range(3)]
     assert codes == [400, 400, 429]

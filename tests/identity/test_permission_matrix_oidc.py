@@ -34,8 +34,7 @@ def test_oidc_permission_matrix(
     if who.startswith("sso_"):
         provider = request.getfixturevalue("fake_provider")
         claim = {"sso_operator": ["ops"], "sso_viewer": ["readers"], "sso_no_group": []}[who]
-        provider.tokens["tok"] = {"sub": who, "groups": claim}
-        token = "tok"
+        token = provider.issue({"sub": who, "groups": claim})
     else:
         token = request.getfixturevalue("client_token")
         if who == "expired_client_token":

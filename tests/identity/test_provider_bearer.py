@@ -18,9 +18,8 @@ OPS = {"sub": "kc-1", "preferred_username": "olga", "groups": ["ops"]}
 def test_a_provider_token_maps_to_a_user_with_synced_groups(
     fake_provider: Any, bearer: Any, groups: None, make_entry: Any
 ) -> None:
-    fake_provider.tokens["tok-olga"] = OPS
     make_entry("target")
-    api = bearer("tok-olga")
+    api = bearer(fake_provider.issue(OPS))
     new = {"model_name": "x", "backend_type": "ollama", "endpoint_url": "http://127.0.0.1:1"}
     assert api.post("/api/llm-backends", new, format="json").status_code == 201
     user = User.objects.get(external_identities__subject="kc-1")
@@ -31,14 +30,14 @@ def test_a_provider_token_maps_to_a_user_with_synced_groups(
 def test_answers_are_cached_under_a_hash_of_the_token(
     fake_provider: Any, bearer: Any, groups: None
 ) -> None:
-    fake_provider.tokens["tok-olga"] = OPS
-    api = bearer("tok-olga")
+    token = fake_provider.issue(OPS)
+    api = bearer(token)
     for _ in range(3):
         assert api.get("/api/routes").status_code == 200
     assert fake_provider.calls == 1
     from django.core.cache import cache
 
-    assert not any("tok-olga" in str(k) for k in cache._cache)  # type: ignore[attr-defined]
+    assert not any(token in str(k) for k in cache._cache)  # type: ignore[attr-defined]
 
 
 def test_a_token_the_provider_refuses_is_a_401(fake_provider: Any, bearer: Any) -> None:
@@ -50,8 +49,7 @@ def test_a_token_the_provider_refuses_is_a_401(fake_provider: Any, bearer: Any) 
 
 def test_no_user_is_created_unless_allowed(fake_provider: Any, bearer: Any, settings: Any) -> None:
     settings.OIDC_CREATE_USER = False
-    fake_provider.tokens["tok-olga"] = OPS
-    response = bearer("tok-olga").get("/api/routes")
+    response = bearer(fake_provider.issue(OPS)).get("/api/routes")
     assert response.status_code == 401
     assert not ExternalIdentity.objects.exists()
 
@@ -63,25 +61,25 @@ def test_an_existing_user_is_matched_by_verified_email_only(
     operator.email = "olivia@example.test"
     operator.save()
     claims = {"sub": "kc-9", "email": "olivia@example.test", "groups": ["ops"]}
-    fake_provider.tokens["unverified"] = {**claims, "email_verified": False}
-    fake_provider.tokens["verified"] = {**claims, "email_verified": True}
+    unverified = fake_provider.issue({**claims, "email_verified": False})
+    verified = fake_provider.issue({**claims, "email_verified": True})
 
     with pytest.raises(InvalidToken):
-        authenticate_bearer("unverified")
-    assert authenticate_bearer("verified") == operator
+        authenticate_bearer(unverified)
+    assert authenticate_bearer(verified) == operator
     assert ExternalIdentity.objects.get(subject="kc-9").user == operator
 
 
 def test_a_down_provider_is_a_503(fake_provider: Any, bearer: Any, settings: Any, down_url: str):
     settings.OIDC_OP_USER_ENDPOINT = f"{down_url}/userinfo"
-    response = bearer("tok-olga").get("/api/routes")
+    response = bearer(fake_provider.issue(OPS)).get("/api/routes")
     assert response.status_code == 503
     assert response.json()["detail"] == "The identity provider is unreachable."
 
 
 def test_a_provider_answering_500_is_a_503(fake_provider: Any, bearer: Any) -> None:
     fake_provider.status = 500
-    assert bearer("tok-olga").get("/api/routes").status_code == 503
+    assert bearer(fake_provider.issue(OPS)).get("/api/routes").status_code == 503
 
 
 def test_a_hanging_provider_times_out_as_a_503(
@@ -89,8 +87,9 @@ def test_a_hanging_provider_times_out_as_a_503(
 ) -> None:
     settings.OIDC_OP_USER_ENDPOINT = f"{hanging_server}/userinfo"
     settings.OIDC_TIMEOUT = 0.5
+    token = fake_provider.issue(OPS)
     started = time.monotonic()
-    response = bearer("tok-olga").get("/api/routes")
+    response = bearer(token).get("/api/routes")
     assert response.status_code == 503
     assert "did not answer in time" in response.json()["detail"]
     assert time.monotonic() - started < 3
@@ -119,7 +118,7 @@ def test_the_gateway_function_raises_provider_unavailable(
     settings.OIDC_OP_USER_ENDPOINT = f"{hanging_server}/userinfo"
     settings.OIDC_TIMEOUT = 0.3
     with pytest.raises(ProviderUnavailable):
-        authenticate_bearer("tok-olga")
+        authenticate_bearer(fake_provider.issue(OPS))
 
 
 def test_the_gateway_function_knows_every_kind_of_token(

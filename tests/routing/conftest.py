@@ -9,6 +9,7 @@ import pytest
 
 from routing import LLMRouter
 from tests.upstreams import AdminStandIn, Behavior, admin_app, serve_in_thread
+from tests.upstreams.scripted import Script, scripted_app
 
 
 @pytest.fixture(scope="session")
@@ -23,10 +24,25 @@ def admin_url(admin_state: AdminStandIn) -> Iterator[str]:
         yield server.url
 
 
+@pytest.fixture(scope="session")
+def script() -> Script:
+    return Script()
+
+
+@pytest.fixture(scope="session")
+def scripted_url(script: Script) -> Iterator[str]:
+    """An upstream answering whatever bytes ``script`` holds (tests/upstreams/scripted.py)."""
+    with serve_in_thread(scripted_app(script)) as server:
+        yield server.url
+
+
 @pytest.fixture(autouse=True)
-def _reset(ollama_behavior: Behavior, openai_behavior: Behavior, admin_state: AdminStandIn) -> None:
+def _reset(
+    ollama_behavior: Behavior, openai_behavior: Behavior, admin_state: AdminStandIn, script: Script
+) -> None:
     ollama_behavior.reset()
     openai_behavior.reset()
+    script.reset()
     admin_state.routes.clear()
     admin_state.lookups.clear()
     admin_state.samples.clear()

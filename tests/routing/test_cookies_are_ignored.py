@@ -31,4 +31,4 @@ async def test_a_backends_set_cookie_is_not_sent_back_on_the_next_call(make_rout
 
     assert len(heads) == 3
     assert all(b"cookie:" not in head.lower() for head in heads)
-    assert len(router._client.cookies) == 0
+    assert len(router._session().client.cookies) == 0

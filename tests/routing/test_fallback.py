@@ -182,6 +182,6 @@ async def test_cancelling_a_stream_closes_the_upstream_connection(
     with pytest.raises(asyncio.CancelledError):
         await task
     # The half-read response was closed, so its connection was dropped, not kept for reuse.
-    transport = router._client._transport
+    transport = router._session().client._transport
     assert (transport._open, transport._idle_count) == (0, 0)
     assert len(got) < 50

@@ -26,6 +26,9 @@ ROUTER_FIELDS = {
 # A distinct value per field (numbers, as the router computes with the durations and counts).
 REPORTED = {f.name: i + 1 for i, f in enumerate(fields(Finish)) if f.name != "extra"}
 REPORTED["extra"] = {"cached_tokens": 3}
+# The text fields take text: the router refuses final stats of the wrong type.
+REPORTED["finish_reason"] = "stop"
+REPORTED["upstream_model"] = "reported-model"
 
 
 class StatsBackend(Backend):

@@ -83,7 +83,7 @@ async def test_a_dead_admin_does_not_slow_calls(make_router, tmp_path, ollama_ur
     for _ in range(50):
         await router.generate(model="m", prompt="hi")
     assert time.perf_counter() - started < 1.0
-    assert router._metrics.buffered > 0  # kept for when the admin is back
+    assert router._session().metrics.buffered > 0  # kept for when the admin is back
 
 
 async def test_a_hanging_admin_does_not_slow_calls(
@@ -115,7 +115,7 @@ async def test_a_full_buffer_drops_the_oldest_and_counts_them(
     )
     for i in range(8):
         await router.generate(model="m", prompt=f"p{i}")
-    assert router.metrics_dropped == 3 and router._metrics.buffered == 5
+    assert router.metrics_dropped == 3 and router._session().metrics.buffered == 5
 
 
 async def test_a_batch_resent_after_an_outage_keeps_its_ids(
@@ -132,7 +132,7 @@ async def test_a_batch_resent_after_an_outage_keeps_its_ids(
         await router.generate(model="m", prompt="hi")
     admin_state.status = 503
     assert await router.flush_metrics() is False
-    pending_ids = [s["id"] for s in router._metrics._pending]
+    pending_ids = [s["id"] for s in router._session().metrics._pending]
     await router.generate(model="m", prompt="later")
     admin_state.status = None
     assert await router.flush_metrics() is True

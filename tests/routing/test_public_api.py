@@ -26,7 +26,7 @@ def test_every_exception_is_a_routing_error():
 def test_importing_routing_loads_no_django():
     code = (
         "import sys, routing\n"
-        "from routing import get_llm_router, LLMRouter\n"
+        "from routing import get_llm_router, LLMRouter, generate_sync, chat_sync\n"
         "import routing.__main__\n"
         "r = get_llm_router()\n"
         "bad = sorted(m for m in sys.modules if m == 'django' or m.startswith('django.'))\n"

@@ -94,10 +94,12 @@ def test_a_bad_cap_in_the_environment_names_the_variable(value):
 
 def test_get_llm_router_passes_the_environment_to_the_router():
     code = (
-        "import routing\n"
+        "import asyncio, routing\n"
         "r = routing.get_llm_router()\n"
-        "b = r.backend('ollama')\n"
-        "print(b.max_answer_bytes, b.max_line_bytes, r._client._transport._allowed)\n"
+        "async def main():\n"  # a router's client and backends are made per event loop
+        "    b = r.backend('ollama')\n"
+        "    print(b.max_answer_bytes, b.max_line_bytes, r._session().client._transport._allowed)\n"
+        "asyncio.run(main())\n"
     )
     env = {
         "PATH": "",
