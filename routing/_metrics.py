@@ -151,5 +151,6 @@ def _finalize(sample: dict[str, Any]) -> dict[str, Any]:
     if isinstance(started, float):
         stamp = datetime.fromtimestamp(started, UTC).isoformat(timespec="milliseconds")
         sample["started_at"] = stamp.replace("+00:00", "Z")
-    # The id leads the dict, as in the contract's example.
-    return {"id": str(uuid.uuid4()), **sample}
+    # The id leads the dict, as in the contract's example. `overload` is for on_sample
+    # observers (the gateway's metrics); the contract has no such field.
+    return {"id": str(uuid.uuid4()), **{k: v for k, v in sample.items() if k != "overload"}}

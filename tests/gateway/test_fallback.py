@@ -121,7 +121,9 @@ def test_a_stream_that_stalls_after_content_ends_with_an_error_instead_of_hangin
     assert time.monotonic() - started < 10
 
 
-def test_targets_failing_in_different_ways_are_a_502_with_each_reason(http, entry, dead_url, openai_url, openai_behavior):  # fmt: skip
+def test_targets_failing_in_different_ways_are_a_502_with_each_reason(gateway, operator_auth, entry, dead_url, openai_url, openai_behavior):  # fmt: skip
+    # An operator reads each target's endpoint and the upstream's own words.
+    http = httpx.Client(base_url=gateway, headers=operator_auth, timeout=20)
     openai_behavior.status = 500
     openai_behavior.error_message = "GPU on fire"
     entry("backup", "mlx", openai_url)
