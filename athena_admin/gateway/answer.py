@@ -97,8 +97,9 @@ def error_message(protocol: ModuleType, error: GatewayError) -> tuple[int, list[
     return protocol.error_status(error), headers, body
 
 
-def _backend_label(backend_type: str, endpoint_url: str) -> str:
-    return f"{backend_type} {endpoint_url}"
+def _backend_label(backend_type: str, endpoint_url: str, operator: bool) -> str:
+    """X-Athena-Backend: the serving target; its internal URL for operators only."""
+    return f"{backend_type} {endpoint_url}" if operator else backend_type
 
 
 class _AnswerEndedEarly(Exception):
@@ -197,7 +198,7 @@ class RoutedAnswer:
             (b"content-type", self._renderer.media_type),
             (b"content-length", str(len(body)).encode()),
             *overhead_headers(
-                _backend_label(finish.backend_type, finish.endpoint_url),
+                _backend_label(finish.backend_type, finish.endpoint_url, self._operator),
                 time.perf_counter() - self._started - (ended - begun),
             ),
         ]
@@ -228,7 +229,8 @@ class RoutedAnswer:
             # with content, so the headers can name it.
             label = "none"
             if type(item) is Started:
-                label = _backend_label(item.target.backend_type, item.target.endpoint_url)
+                target = item.target
+                label = _backend_label(target.backend_type, target.endpoint_url, self._operator)
                 item = await queue.get()
             overhead = time.perf_counter() - self._started - (first_at - begun)
             headers = [

@@ -91,3 +91,16 @@ def test_an_upstream_4xx_text_is_an_operators_to_read(gateway, entry, openai_url
     assert "phi (mlx): HTTP 400" in plain.text
     detailed = httpx.post(f"{gateway}/v1/chat/completions", json=body, headers=key_of(operator))
     assert "prompt too long for /srv/models/secret" in detailed.text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_backend_header_names_the_endpoint_to_operators_only(gateway, entry, dead_url, openai_url, service_key, operator, key_of, stream):  # fmt: skip
+    entry("backup", "mlx", openai_url)
+    entry("phi", "ollama", dead_url, fallbacks=["backup"])
+    labels = []
+    for headers in ({"X-API-Key": service_key}, key_of(operator)):
+        with httpx.Client(base_url=gateway, headers=headers, timeout=15) as http:
+            served = http.post("/api/chat", json={"model": "phi", "stream": stream, **CHAT})
+            assert served.status_code == 200
+        labels.append(served.headers["x-athena-backend"])
+    assert labels == ["mlx", f"mlx {openai_url}"]
