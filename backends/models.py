@@ -236,6 +236,9 @@ class RequestSample(models.Model):
         HTTP_5XX = "http_5xx"
         PROTOCOL = "protocol"
         CANCELLED = "cancelled"
+        # Turned away at capacity (a 429, or a 503 with Retry-After): kept for the dashboard,
+        # left out of the target's request and error counts (no fault of the backend).
+        OVERLOAD = "overload"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4)
     entry = models.ForeignKey(LLMBackend, null=True, on_delete=models.SET_NULL, related_name="+")

@@ -63,8 +63,10 @@ def _hour(column: str) -> str:
 
 def _scope(since: datetime | None) -> tuple[str, str, str]:
     """(WITH clause, JOIN clause, WHERE clause) selecting the samples of the hours to redo."""
+    # Calls turned away at capacity are no requests the backend served or failed.
+    served = "s.error_kind <> 'overload'"
     if since is None:
-        return "", "", "s.entry_id IS NOT NULL AND s.started_at >= %(oldest)s"
+        return "", "", f"s.entry_id IS NOT NULL AND s.started_at >= %(oldest)s AND {served}"
     touched = f"""
         touched AS (
             SELECT DISTINCT entry_id, {_hour("started_at")} AS hour
@@ -74,7 +76,7 @@ def _scope(since: datetime | None) -> tuple[str, str, str]:
         ),"""
     join = f"JOIN touched t ON t.entry_id = s.entry_id AND t.hour = {_hour('s.started_at')}"
     # The lower bound lets the (entry, started_at) index skip hours nobody touched.
-    where = "s.started_at >= (SELECT min(hour) FROM touched)"
+    where = f"s.started_at >= (SELECT min(hour) FROM touched) AND {served}"
     return touched, join, where
 
 

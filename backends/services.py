@@ -188,7 +188,7 @@ def _newest_cold_starts(samples: Iterable[RequestSample]) -> dict[int, RequestSa
 def _counter_updates(samples: Iterable[RequestSample]) -> dict[int, dict[str, float]]:
     totals: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for s in samples:
-        if s.entry_id is None:
+        if s.entry_id is None or s.error_kind == RequestSample.ErrorKind.OVERLOAD:
             continue
         t = totals[s.entry_id]
         t["requests"] += 1

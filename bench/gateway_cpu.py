@@ -283,7 +283,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.serve_gateway:
         port, routes_file, admin_url = args.serve_gateway
-        serve_gateway(int(port), routes_file, admin_url)
+        serve_gateway(int(port), routes_file, admin_url, workers=1)
         return
     try:
         import uvloop

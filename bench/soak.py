@@ -180,6 +180,8 @@ class Stack:
     procs: dict[str, Proc] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
     service_key: str = ""
+    # The clients' key: an operator's, so X-Athena-Backend names the serving endpoint.
+    operator_key: str = ""
     fault_models: list[str] = field(default_factory=list)  # asked for too, during a fault
     calls: list[Call] = field(default_factory=list)  # every call, the faults' own included
 
@@ -203,7 +205,9 @@ def drop_database(name: str) -> None:
 
 
 def seed_registry(stack: Stack) -> None:
-    """Entries and the service key, written through the services as an operator's would be."""
+    """Entries and the keys, written through the services as an operator's would be."""
+    from django.contrib.auth import get_user_model
+
     from backends.services import backend_create, service_key_create
 
     backend_create(
@@ -248,6 +252,8 @@ def seed_registry(stack: Stack) -> None:
         }
     )
     stack.service_key = service_key_create(name="soak")[1]
+    operator = get_user_model().objects.create_superuser("soak-operator", "", None)
+    stack.operator_key = service_key_create(name="soak-clients", owner=operator)[1]
 
 
 def build_stack(stack: Stack) -> None:
@@ -434,7 +440,7 @@ async def client_loop(
     stack: Stack, calls: list[Call], stop: asyncio.Event, seed: int, pause: float
 ) -> None:
     rng = random.Random(seed)
-    headers = {"Authorization": f"Bearer {stack.service_key}"}
+    headers = {"Authorization": f"Bearer {stack.operator_key}"}
     async with httpx.AsyncClient(headers=headers, timeout=60, trust_env=False) as client:
         while not stop.is_set():
             calls.append(await one_call(client, stack, rng))

@@ -35,6 +35,7 @@ from routing._exceptions import (
     UpstreamTimeout,
 )
 from routing._types import (
+    MAX_MODEL_NAME,
     Finish,
     GenerateResult,
     GenerationRequest,
@@ -65,6 +66,7 @@ __all__ = [
     "InternalError",
     "InvalidRequest",
     "LLMRouter",
+    "MAX_MODEL_NAME",
     "ModelNotConfigured",
     "ProbeResult",
     "ResponseStream",

@@ -15,7 +15,9 @@
     │   │                           type, a stream cut short or without its final chunk
     │   │                           (falls back)
     │   └── UpstreamStatusError     an HTTP error status; 429 and 5xx fall back, any other
-    │                               4xx is the caller's error and is raised at once
+    │                               4xx is the caller's error and is raised at once;
+    │                               ``overloaded`` (429, or 503 with Retry-After): the
+    │                               target is at capacity, not broken
     ├── AllTargetsFailed        every target of the chain failed or was skipped; its
     │                           ``failures`` are TargetFailure entries, one per target
     ├── StreamInterrupted       a stream failed after content was already yielded
@@ -91,6 +93,10 @@ class UpstreamError(RoutingError):
 
     error_kind: str = "protocol"
     retryable: bool = True
+    # At capacity (see UpstreamStatusError): neither the breaker nor the metrics count it
+    # as the target's failure.
+    overloaded: bool = False
+    retry_after: float | None = None
 
     def __init__(self, message: str, *, target: Target | None = None) -> None:
         super().__init__(message)
@@ -126,10 +132,21 @@ class UpstreamProtocolError(UpstreamError):
 class UpstreamStatusError(UpstreamError):
     """The target answered an HTTP error status; ``message`` is the backend's own text."""
 
-    def __init__(self, status_code: int, message: str, *, target: Target | None = None) -> None:
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        *,
+        target: Target | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(f"HTTP {status_code}: {message}", target=target)
         self.status_code = status_code
         self.backend_message = message
+        self.retry_after = retry_after
+        # RFC 9110 15.5.20 / 15.6.4: a 429, or a 503 that says when to come back, is a
+        # server at capacity (mlx_server's "at capacity"), which is no sign of a fault.
+        self.overloaded = status_code == 429 or (status_code == 503 and retry_after is not None)
         # Why: 429 and 5xx describe the server's state, another target may succeed; any
         # other 4xx describes the request, which every target would reject alike.
         self.retryable = status_code == 429 or status_code >= 500
@@ -141,7 +158,8 @@ class TargetFailure:
     """Why one target of a chain did not serve a call.
 
     ``kind`` is the UpstreamError's ``error_kind`` (``connect``, ``timeout``, ``protocol``,
-    ``http_5xx``), ``http_429`` for a 429, or, for a target that was not called,
+    ``http_5xx``), ``http_429`` for a 429, ``overload`` for a 503 with Retry-After, or, for
+    a target that was not called,
     ``circuit_open`` or ``unknown_backend`` (``error`` is then None).
     """
 
@@ -152,7 +170,12 @@ class TargetFailure:
 
     @classmethod
     def from_error(cls, target: Target, error: UpstreamError) -> TargetFailure:
-        kind = "http_429" if error.status_code == 429 else error.error_kind
+        if error.status_code == 429:
+            kind = "http_429"
+        elif error.overloaded:
+            kind = "overload"
+        else:
+            kind = error.error_kind
         return cls(target, kind, error.message, error)
 
 
@@ -170,6 +193,20 @@ class AllTargetsFailed(RoutingError):
         super().__init__(
             f"all {len(failures)} targets failed for model '{model}':\n" + "\n".join(lines)
         )
+
+    @property
+    def overloaded(self) -> bool:
+        """Whether every target failed only for being at capacity (a caller should retry)."""
+        return bool(self.failures) and all(
+            f.error is not None and f.error.overloaded for f in self.failures
+        )
+
+    @property
+    def retry_after(self) -> float | None:
+        """The soonest Retry-After any target gave, in seconds (None: none gave one)."""
+        waits = [f.error.retry_after for f in self.failures if f.error is not None]
+        known = [w for w in waits if w is not None]
+        return min(known) if known else None
 
 
 class StreamInterrupted(RoutingError):

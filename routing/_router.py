@@ -390,6 +390,10 @@ class LLMRouter:
         """
         return self._routes.ages()
 
+    def cached_routes(self) -> list[Route]:
+        """Every route known without a look-up (routes file and cache), e.g. during an outage."""
+        return self._routes.known_routes()
+
     def has_route(self, model: str) -> bool:
         """Whether the model has a known route now (routes file or cache), without a look-up."""
         return self._routes.has_route(model)
@@ -528,8 +532,8 @@ class LLMRouter:
                     # an UpstreamError from the backend, or anything else (an answer of the
                     # wrong shape that a backend did not expect) as a protocol error.
                     error = exc if isinstance(exc, UpstreamError) else malformed(exc, target)
-                    if error.status_code == 429:
-                        breaker.record_neutral()
+                    if error.overloaded:
+                        breaker.record_neutral()  # at capacity, not broken
                     elif error.retryable:
                         breaker.record_failure()
                     else:
@@ -545,6 +549,7 @@ class LLMRouter:
                         fallback,
                         error.error_kind,
                         error.status_code,
+                        overload=error.overloaded,
                     )
                     if chars:
                         raise StreamInterrupted(error, chars) from exc
@@ -637,6 +642,8 @@ class LLMRouter:
         fallback: bool,
         error_kind: str | None,
         status_code: int | None,
+        *,
+        overload: bool = False,
     ) -> None:
         if not session.metrics.enabled and self._on_sample is None:
             return
@@ -661,6 +668,9 @@ class LLMRouter:
             "tokens_per_sec": finish.tokens_per_sec if finish else None,
             "fallback": fallback,
             "stream": request.stream,
+            # At capacity (a 429, or a 503 with Retry-After): not the target's failure. For
+            # on_sample observers (the gateway's metrics); not shipped to the admin.
+            "overload": overload,
         }
         if self._on_sample is not None:
             try:

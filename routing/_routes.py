@@ -21,10 +21,10 @@ from urllib.parse import quote
 
 import httpx
 
-from routing._exceptions import ModelNotConfigured, RouteLookupError
-from routing._types import Route, Target
+from routing._exceptions import InvalidRequest, ModelNotConfigured, RouteLookupError
+from routing._types import MAX_MODEL_NAME, Route, Target
 
-__all__ = ["RouteTable", "load_routes_file", "parse_route"]
+__all__ = ["RouteTable", "load_routes_file", "parse_route", "route_path"]
 
 logger = logging.getLogger("routing")
 
@@ -40,6 +40,26 @@ class _Entry:
         self.expires = expires
         self.stale_since: float | None = None
         self.fetched = fetched  # when the admin last gave (or confirmed) this answer
+
+
+def route_path(model: str) -> str:
+    """The admin's route look-up path for a model: the name confined to one path segment.
+
+    Why: a name is the client's text, and the look-up carries the router's service key. With
+    ``/`` left as is, ``../llm-backends/1`` was resolved by the client library as a dot segment
+    and fetched another admin endpoint. ``/`` is percent-encoded (the admin's
+    ``route/<path:model_name>`` decodes it back), and what has no business in a model name is
+    refused: ``.``/``..`` segments, control characters, over-long names.
+    """
+    if not model:
+        raise InvalidRequest("model must not be empty")
+    if len(model) > MAX_MODEL_NAME:
+        raise InvalidRequest(f"model must be at most {MAX_MODEL_NAME} characters, got {len(model)}")
+    if any(segment in (".", "..") for segment in model.split("/")):
+        raise InvalidRequest("model must not contain '.' or '..' path segments")
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in model):
+        raise InvalidRequest("model must not contain control characters")
+    return "/api/route/" + quote(model, safe=":")
 
 
 def parse_route(obj: Any, *, source: str, default_ollama_url: str) -> Route:
@@ -137,12 +157,13 @@ class RouteTable:
             raise ModelNotConfigured(
                 model, f"model '{model}' is not in the routes file and no admin is configured"
             )
+        path = route_path(model)  # before any look-up: raises InvalidRequest
         key = (asyncio.get_running_loop(), model)
         task = self._inflight.get(key)
         if task is None:
             # Single flight: one look-up per model however many callers miss at once. The
             # task outlives a cancelled first caller, so the others still get their answer.
-            task = asyncio.ensure_future(self._refresh(model, entry))
+            task = asyncio.ensure_future(self._refresh(model, path, entry))
             self._inflight[key] = task
             task.add_done_callback(lambda _t: self._inflight.pop(key, None))
         return await asyncio.shield(task)
@@ -151,6 +172,13 @@ class RouteTable:
         """Seconds since each cached route was fetched or revalidated, by model."""
         now = self._clock()
         return {m: now - e.fetched for m, e in self._entries.items() if e.route is not None}
+
+    def known_routes(self) -> list[Route]:
+        """Every route known now without asking the admin: the file's, then the cached ones."""
+        cached = [
+            e.route for m, e in self._entries.items() if e.route is not None and m not in self._file
+        ]
+        return [*self._file.values(), *(r for r in cached if r.source != "default")]
 
     def has_route(self, model: str) -> bool:
         """Whether a route for the model is known now, from the file or the cache."""
@@ -168,12 +196,12 @@ class RouteTable:
         )
         return Route(model=model, targets=(target,), source="default")
 
-    async def _refresh(self, model: str, entry: _Entry | None) -> Route:
+    async def _refresh(self, model: str, path: str, entry: _Entry | None) -> Route:
         assert self._admin_url is not None
         headers = dict(self._headers)
         if entry is not None and entry.etag:
             headers["If-None-Match"] = entry.etag
-        url = f"{self._admin_url}/api/route/{quote(model, safe=':/')}"
+        url = self._admin_url + path
         self.admin_lookups += 1
         try:
             response = await self._client().get(url, headers=headers, timeout=self._timeout)
@@ -192,7 +220,9 @@ class RouteTable:
                     response.json(), source="admin", default_ollama_url=self._default_url
                 )
             except ValueError as exc:
-                return self._outage(model, entry, f"malformed route: {exc}")
+                # The detail quotes the admin's answer: logged, never passed on to a caller.
+                logger.warning("routing: malformed route for '%s' from the admin: %s", model, exc)
+                return self._outage(model, entry, "a malformed route answer")
             if entry is not None:
                 self._recovered(model, entry)
             self._entries[model] = _Entry(route, response.headers.get("etag"), now + self._ttl, now)
@@ -270,5 +300,7 @@ class RouteTable:
                 parse_route(r, source="admin", default_ollama_url=self._default_url) for r in items
             )
         except (ValueError, KeyError, TypeError) as exc:
-            raise RouteLookupError(f"malformed answer from GET /api/routes: {exc}") from exc
+            # The detail quotes the admin's answer: logged, never passed on to a caller.
+            logger.warning("routing: malformed answer from GET /api/routes: %s", exc)
+            raise RouteLookupError("malformed answer from GET /api/routes") from exc
         return routes

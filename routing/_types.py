@@ -14,6 +14,7 @@ __all__ = [
     "GenerateResult",
     "GenerationRequest",
     "HEALTH_STATES",
+    "MAX_MODEL_NAME",
     "Route",
     "Started",
     "StreamEvent",

@@ -34,12 +34,14 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 __all__ = [
+    "HOPS_HEADER",
     "JsonFormatter",
     "KeyValueFormatter",
     "REQUEST_ID_HEADER",
     "RedactingFilter",
     "clean_request_id",
     "configure_logging",
+    "get_hops",
     "get_request_id",
     "log_format",
     "logging_config",
@@ -47,7 +49,9 @@ __all__ = [
     "new_request_id",
     "redact",
     "request_id_scope",
+    "reset_hops",
     "reset_request_id",
+    "set_hops",
     "set_request_id",
 ]
 
@@ -57,6 +61,27 @@ _REQUEST_ID: ContextVar[str | None] = ContextVar("athena_request_id", default=No
 # An incoming id is echoed into logs and headers: keep it short and free of anything that
 # could forge a log line or a header (no spaces, quotes, newlines, `=`).
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+
+
+# How many Athena gateways a request has passed through (X-Athena-Hops, set by the gateway
+# per request); the router sends one more upstream, so a gateway reached through its own
+# registry sees the count grow and refuses the loop (docs/gateway.md). None: no gateway.
+HOPS_HEADER = "X-Athena-Hops"
+_HOPS: ContextVar[int | None] = ContextVar("athena_hops", default=None)
+
+
+def get_hops() -> int | None:
+    """Return the gateway hops of the request served in this context, if a gateway set them."""
+    return _HOPS.get()
+
+
+def set_hops(value: int | None) -> Token[int | None]:
+    """Make value the current hop count; pass the token to ``reset_hops`` after."""
+    return _HOPS.set(value)
+
+
+def reset_hops(token: Token[int | None]) -> None:
+    _HOPS.reset(token)
 
 
 def get_request_id() -> str | None:

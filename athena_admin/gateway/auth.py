@@ -55,11 +55,14 @@ class Principal:
 
     ``may_use_models`` is false for a user without ``backends.use_llmbackend``: such a
     request is answered 403 (the key is valid, the account may not use models).
+    ``operator``: a user who may change registry entries (or a superuser); only operators
+    read endpoint URLs and upstreams' own error text in answers (docs/gateway.md).
     """
 
     name: str
     kind: str
     may_use_models: bool = True
+    operator: bool = False
 
 
 LOOPBACK = Principal("loopback", "loopback")
@@ -105,7 +108,13 @@ def _check_service_key(raw: str) -> Principal | None:
     if key.owner is not None:
         if not key.owner.is_active:
             return None
-        return Principal(key.owner.get_username(), "service_key", _may_use_models(key.owner))
+        owner = key.owner
+        return Principal(
+            owner.get_username(),
+            "service_key",
+            _may_use_models(owner),
+            operator=_is_operator(owner),
+        )
     # A key without an owner is a service's: it may use every model.
     return Principal(f"service:{key.name}", "service_key")
 
@@ -114,7 +123,24 @@ def _bearer_principal(who: Any) -> Principal | None:
     if not who:
         return None
     name = getattr(who, "get_username", None)
-    return Principal(str(name() if callable(name) else who), "bearer", _may_use_models(who))
+    return Principal(
+        str(name() if callable(name) else who),
+        "bearer",
+        _may_use_models(who),
+        operator=_is_operator(who),
+    )
+
+
+# The permission that lets a user edit the registry, where endpoint URLs are plain to read.
+OPERATOR_PERMISSION = "backends.change_llmbackend"
+
+
+def _is_operator(who: Any) -> bool:
+    """Whether a user may read endpoint URLs: a superuser, or one who may change entries."""
+    if getattr(who, "is_superuser", False) is True:
+        return True
+    has_perm = getattr(who, "has_perm", None)
+    return bool(has_perm(OPERATOR_PERMISSION)) if callable(has_perm) else False
 
 
 class _CheckThread:

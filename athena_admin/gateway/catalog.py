@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 
 from routing import LLMRouter, Route, RoutingError
 
 __all__ = ["KEEP_ALIVE_SECONDS", "ModelCatalog"]
+
+logger = logging.getLogger(__name__)
 
 # Ollama keeps a model loaded 5 minutes after its last use (docs/api.md, keep_alive); /api/ps
 # reports a model the gateway served within that window.
@@ -28,13 +31,25 @@ class ModelCatalog:
         self.started_at = time.time()
 
     async def routes(self) -> list[Route]:
-        """Every enabled route, admin's answer at most ``ttl`` seconds old."""
+        """Every enabled route, admin's answer at most ``ttl`` seconds old.
+
+        While the admin cannot answer, the last list is served again, or (none yet) the
+        routes the router knows from its cache: the models it serves through the outage.
+        """
         if self._routes is not None and self._expires > time.monotonic():
             return self._routes
         async with self._lock:  # one admin call however many clients list at once
             if self._routes is None or self._expires <= time.monotonic():
                 router: LLMRouter = self._router_getter()  # type: ignore[operator]
-                self._routes = sorted(await router.routes(), key=lambda r: r.model)
+                try:
+                    listed = await router.routes()
+                except RoutingError as exc:
+                    known = self._routes if self._routes is not None else router.cached_routes()
+                    if not known:
+                        raise
+                    logger.warning("gateway: listing models from the cache: %s", exc)
+                    listed = known
+                self._routes = sorted(listed, key=lambda r: r.model)
                 self._expires = time.monotonic() + self._ttl
         return self._routes
 

@@ -316,6 +316,13 @@ class GatewayMetrics:
             ["model", "backend_type", "entry", "error_kind"],
             registry=r,
         )
+        self.overloads = Counter(
+            "athena_upstream_overloads",
+            "Upstream calls refused for being at capacity (429, or 503 with Retry-After); "
+            "not counted as errors.",
+            ["model", "backend_type", "entry"],
+            registry=r,
+        )
         self.fallbacks = Counter(
             "athena_fallbacks",
             "Answers served by a target other than the first of the model's chain.",
@@ -360,6 +367,7 @@ class GatewayMetrics:
         self._request_seconds = _Children(self.request_seconds)
         self._attempts = _Children(self.attempts)
         self._errors = _Children(self.errors)
+        self._overloads = _Children(self.overloads)
         self._fallbacks = _Children(self.fallbacks)
         self._latency = _Children(self.latency)
         self._ttft = _Children(self.ttft)
@@ -389,6 +397,9 @@ class GatewayMetrics:
         entry_id = sample.get("entry_id")
         entry = "none" if entry_id is None else str(entry_id)
         self._attempts(model, backend, entry).inc()
+        if sample.get("overload"):
+            self._overloads(model, backend, entry).inc()  # at capacity, not broken
+            return
         if not sample.get("ok"):
             kind = str(sample.get("error_kind") or "protocol")
             self._errors(model, backend, entry, kind).inc()

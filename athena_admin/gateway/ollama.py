@@ -14,7 +14,8 @@ refused with 400 rather than silently dropped.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import sys
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -35,10 +36,7 @@ from athena_admin.gateway.wire import (
 )
 from routing import Finish, GenerationRequest, InvalidRequest, RoutingError
 
-if TYPE_CHECKING:
-    from athena_admin.gateway.app import Gateway
-
-__all__ = ["GENERATION_ROUTES", "JSON_MEDIA_TYPE", "OllamaRenderer", "error_body", "routes"]
+__all__ = ["JSON_MEDIA_TYPE", "OllamaRenderer", "error_body", "error_status", "routes"]
 
 # The Ollama release whose API this follows, as /api/version reports it (like mlx_server).
 OLLAMA_API_VERSION = "0.6.3"
@@ -58,17 +56,25 @@ def error_body(error: GatewayError) -> bytes:
     return go_json({"error": error.message}).encode()
 
 
+def error_status(error: GatewayError) -> int:
+    return error.status  # at capacity: 503 with Retry-After (errors.GatewayError)
+
+
 def _json(obj: Any, status: int = 200) -> Response:
     return Response(go_json(obj).encode(), status, media_type=JSON_MEDIA_TYPE.decode())
 
 
 class OllamaRenderer(Renderer):
+    protocol = sys.modules[__name__]
     media_type = JSON_MEDIA_TYPE
     stream_media_type = NDJSON_MEDIA_TYPE
     field_names = _FIELD_NAMES
 
     def __init__(self, model: str, *, chat: bool) -> None:
         super().__init__(model, chat=chat)
+        # A streamed piece is its text spliced into a frame made once per answer: as a dict
+        # through json it cost 6-8 us more per piece, 100-130 us of a streamed request's
+        # ~800 us (16 pieces; bench/gateway_cpu.py, docs/benchmarks.md). Same bytes.
         self._head = '{"model":' + go_json(model) + ',"created_at":"'
         self._text_key = '","message":{"role":"assistant","content":' if chat else '","response":'
         self._tail = '},"done":false}\n' if chat else ',"done":false}\n'
@@ -98,9 +104,6 @@ class OllamaRenderer(Renderer):
 
     def whole(self, text: str, finish: Finish, timing: Timing) -> bytes:
         return go_json(self._final(text, finish, timing)).encode()
-
-    def error_body(self, error: GatewayError) -> bytes:
-        return error_body(error)
 
 
 def _metrics(finish: Finish, timing: Timing) -> dict[str, int]:
@@ -175,49 +178,64 @@ def _build(**kwargs: Any) -> GenerationRequest:
     try:
         return GenerationRequest.build(**kwargs)
     except InvalidRequest as exc:
-        raise _invalid_from(exc) from None
+        raise from_routing_error(
+            exc, field_names=_FIELD_NAMES, available=None, operator=False
+        ) from None
 
 
-def _invalid_from(exc: RoutingError) -> GatewayError:
-    return from_routing_error(exc, field_names=_FIELD_NAMES, available=None)
+async def _translate(request: Request, exc: RoutingError, model: str) -> GatewayError:
+    principal = getattr(request.state, "principal", None)
+    return await request.app.state.gateway.translate(
+        exc, _FIELD_NAMES, operator=principal is not None and principal.operator, model=model
+    )
 
 
-async def generate(gateway: Gateway, body: dict[str, Any]) -> ASGIApp:
+def _answer(request: Request, generation: GenerationRequest, *, chat: bool) -> RoutedAnswer:
+    request.state.model = generation.model  # for the gateway's request metrics
+    return RoutedAnswer(
+        request.app.state.gateway,
+        generation,
+        OllamaRenderer(generation.model, chat=chat),
+        principal=getattr(request.state, "principal", None),
+        started=request.state.started,
+    )
+
+
+async def generate(request: Request) -> ASGIApp:
     """POST /api/generate: complete a prompt."""
+    body = await read_object(request.scope, request.receive)
     model = model_field(body)
     stream = bool_field(body, "stream", True)
     reject_if_set(body, ("images", "format", "suffix"), "the router carries text prompts only")
     prompt = body.get("prompt")
     if prompt is None or prompt == "":
         # docs/api.md "Load a model": an empty prompt loads the model and answers at once.
-        return await _load(gateway, model, chat=False)
+        return await _load(request, model, chat=False)
     system = body.get("system")
     generation = _build(model=model, prompt=prompt, system=system, stream=stream, **_options(body))
-    return RoutedAnswer(gateway, generation, OllamaRenderer(model, chat=False))
+    return _answer(request, generation, chat=False)
 
 
-async def chat(gateway: Gateway, body: dict[str, Any]) -> ASGIApp:
+async def chat(request: Request) -> ASGIApp:
     """POST /api/chat: answer a conversation."""
+    body = await read_object(request.scope, request.receive)
     model = model_field(body)
     stream = bool_field(body, "stream", True)
     reject_if_set(body, ("tools", "format"), "the router carries plain chat messages only")
     messages = _messages(body)
     if not messages:
         # docs/api.md "Load a model": an empty message list loads the model.
-        return await _load(gateway, model, chat=True)
+        return await _load(request, model, chat=True)
     generation = _build(model=model, messages=messages, stream=stream, **_options(body))
-    return RoutedAnswer(gateway, generation, OllamaRenderer(model, chat=True))
+    return _answer(request, generation, chat=True)
 
 
-# Served by GatewayApp straight from ASGI (app.py), not through Starlette's routing.
-GENERATION_ROUTES = {"/api/generate": generate, "/api/chat": chat}
-
-
-async def _load(gateway: Gateway, model: str, *, chat: bool) -> Response:
+async def _load(request: Request, model: str, *, chat: bool) -> Response:
+    request.state.model = model
     try:
-        await gateway.router.route(model)
+        await request.app.state.gateway.router.route(model)
     except RoutingError as exc:
-        raise await gateway.translate(exc, _FIELD_NAMES) from None
+        raise await _translate(request, exc, model) from None
     obj: dict[str, Any] = {"model": model, "created_at": rfc3339nano()}
     if chat:
         obj.update(
@@ -241,11 +259,10 @@ def _details(route: Any) -> dict[str, Any]:
 
 
 async def _routes_or_error(request: Request) -> list[Any]:
-    gateway = request.app.state.gateway
     try:
-        return await gateway.catalog.routes()
+        return await request.app.state.gateway.catalog.routes()
     except RoutingError as exc:
-        raise await gateway.translate(exc, _FIELD_NAMES) from None
+        raise await _translate(request, exc, "") from None
 
 
 async def tags(request: Request) -> Response:
@@ -292,22 +309,28 @@ async def ps(request: Request) -> Response:
 async def show(request: Request) -> Response:
     """POST /api/show: describe a model: its chain of targets in ``model_info``."""
     body = await read_object(request.scope, request.receive)
-    name = body.get("model") or body.get("name")  # `name` is the field's older spelling
-    if not isinstance(name, str) or not name:
-        raise invalid("model", "model is required")
+    # `name` is the field's older spelling.
+    name = model_field(body, "model" if body.get("model") else "name")
     gateway = request.app.state.gateway
     try:
         route = await gateway.router.route(name)
     except RoutingError as exc:
-        raise await gateway.translate(exc, _FIELD_NAMES) from None
+        raise await _translate(request, exc, name) from None
+    principal = getattr(request.state, "principal", None)
+    # Endpoint URLs and upstream names are the operators' to read (docs/gateway.md).
+    operator = principal is not None and principal.operator
     model_info: dict[str, Any] = {"general.architecture": "athena-route"}
+    lines = []
     for i, target in enumerate(route.targets):
         model_info[f"athena.targets.{i}.backend_type"] = target.backend_type
-        model_info[f"athena.targets.{i}.endpoint_url"] = target.endpoint_url
-        model_info[f"athena.targets.{i}.upstream_model"] = target.upstream_model
-    chain = "\n".join(
-        f"# {t.backend_type} {t.endpoint_url} {t.upstream_model}" for t in route.targets
-    )
+        model_info[f"athena.targets.{i}.model_name"] = target.model_name or name
+        if operator:
+            model_info[f"athena.targets.{i}.endpoint_url"] = target.endpoint_url
+            model_info[f"athena.targets.{i}.upstream_model"] = target.upstream_model
+            lines.append(f"# {target.backend_type} {target.endpoint_url} {target.upstream_model}")
+        else:
+            lines.append(f"# {target.backend_type} {target.model_name or name}")
+    chain = "\n".join(lines)
     return _json(
         {
             "modelfile": f"# routed by the Athena gateway; targets in order:\n{chain}\n",
@@ -338,4 +361,6 @@ def routes() -> list[Route]:
         Route("/api/tags", tags, methods=["GET"]),
         Route("/api/ps", ps, methods=["GET"]),
         Route("/api/show", show, methods=["POST"]),
+        Route("/api/generate", generate, methods=["POST"]),
+        Route("/api/chat", chat, methods=["POST"]),
     ]

@@ -12,8 +12,9 @@ and the stream ends there. Errors: ``{"error": {"message", "type", "param", "cod
 from __future__ import annotations
 
 import os
+import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,14 +27,12 @@ from athena_admin.gateway.wire import (
     compact,
     int_field,
     model_field,
+    read_object,
     reject_if_set,
 )
-from routing import Finish, GenerationRequest, InvalidRequest, RoutingError
+from routing import MAX_MODEL_NAME, Finish, GenerationRequest, InvalidRequest, RoutingError
 
-if TYPE_CHECKING:
-    from athena_admin.gateway.app import Gateway
-
-__all__ = ["GENERATION_ROUTES", "JSON_MEDIA_TYPE", "OpenAIRenderer", "error_body", "routes"]
+__all__ = ["JSON_MEDIA_TYPE", "OpenAIRenderer", "error_body", "error_status", "routes"]
 
 PROTOCOL = "openai"  # the `protocol` label of the gateway's request metrics
 JSON_MEDIA_TYPE = b"application/json"
@@ -53,6 +52,11 @@ def error_body(error: GatewayError) -> bytes:
             }
         }
     ).encode()
+
+
+def error_status(error: GatewayError) -> int:
+    # Every target at capacity: 429, the status OpenAI's SDKs retry (with Retry-After).
+    return 429 if error.overloaded else error.status
 
 
 def _json(obj: Any) -> Response:
@@ -76,6 +80,7 @@ def _usage(finish: Finish) -> dict[str, int]:
 
 
 class OpenAIRenderer(Renderer):
+    protocol = sys.modules[__name__]
     media_type = JSON_MEDIA_TYPE
     stream_media_type = SSE_MEDIA_TYPE
     field_names = _FIELD_NAMES
@@ -85,48 +90,52 @@ class OpenAIRenderer(Renderer):
         self.include_usage = include_usage
         self.id = ("chatcmpl-" if chat else "cmpl-") + os.urandom(12).hex()
         self.created = int(time.time())
-        kind = "chat.completion.chunk" if chat else "text_completion"
-        # Every chunk shares its head; pieces only splice their text in.
-        self._head = (
-            f'data: {{"id":"{self.id}","object":"{kind}","created":{self.created},'
-            f'"model":{compact(model)},"choices":['
-        )
-        usage_null = ',"usage":null' if include_usage else ""
-        if chat:
-            self._piece_open = '{"index":0,"delta":{"content":'
-            self._piece_close = '},"logprobs":null,"finish_reason":null}]' + usage_null + "}\n\n"
-        else:
-            self._piece_open = '{"text":'
-            self._piece_close = (
-                ',"index":0,"logprobs":null,"finish_reason":null}]' + usage_null + "}\n\n"
-            )
-        self._usage_null = usage_null
+        self._object = "chat.completion.chunk" if chat else "text_completion"
+        # A streamed piece is its text spliced into a frame made once per answer: as a dict
+        # through json it cost 8-12 us more per piece, 130-200 us of a streamed request's
+        # ~800 us (16 pieces; bench/gateway_cpu.py, docs/benchmarks.md). The frame is
+        # _event()'s output for one piece, cut where the text goes.
+        # (rpartition: the text comes after the model name, which might hold the marker too)
+        frame = self._event([self._choice("\0", None)])
+        self._piece_open, _, self._piece_close = frame.rpartition(compact("\0"))
+
+    def _event(self, choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> str:
+        """One SSE event: a chunk object (every chunk has the same id, created and model)."""
+        chunk: dict[str, Any] = {
+            "id": self.id,
+            "object": self._object,
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        }
+        if self.include_usage:
+            chunk["usage"] = usage  # null on every chunk but the last (stream_options)
+        return "data: " + compact(chunk) + "\n\n"
+
+    def _choice(self, text: str | None, finish_reason: str | None) -> dict[str, Any]:
+        if self.chat:
+            delta = {} if text is None else {"content": text}
+            return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        choice = {"text": text or "", "index": 0, "logprobs": None}
+        choice["finish_reason"] = finish_reason
+        return choice
+
+    def _role_event(self) -> str:
+        delta = {"role": "assistant", "content": ""}
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+        return self._event([choice])
 
     def piece(self, text: str, first: bool) -> bytes:
-        frame = self._head + self._piece_open + compact(text) + self._piece_close
+        frame = self._piece_open + compact(text) + self._piece_close
         if first and self.chat:
-            frame = self._role_chunk() + frame
+            frame = self._role_event() + frame
         return frame.encode()
 
-    def _role_chunk(self) -> str:
-        return (
-            self._head
-            + '{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,'
-            + '"finish_reason":null}]'
-            + self._usage_null
-            + "}\n\n"
-        )
-
     def stream_end(self, finish: Finish, timing: Timing, first: bool) -> bytes:
-        reason = compact(_finish_reason(finish))
-        if self.chat:
-            last = '{"index":0,"delta":{},"logprobs":null,"finish_reason":' + reason + "}]"
-        else:
-            last = '{"text":"","index":0,"logprobs":null,"finish_reason":' + reason + "}]"
-        frames = (self._role_chunk() if first and self.chat else "") + self._head + last
-        frames += self._usage_null + "}\n\n"
+        frames = self._role_event() if first and self.chat else ""
+        frames += self._event([self._choice(None, _finish_reason(finish))])
         if self.include_usage:
-            frames += self._head + '],"usage":' + compact(_usage(finish)) + "}\n\n"
+            frames += self._event([], _usage(finish))
         return frames.encode() + _DONE
 
     def stream_error(self, error: GatewayError) -> bytes:
@@ -158,9 +167,6 @@ class OpenAIRenderer(Renderer):
             }
         ).encode()
 
-    def error_body(self, error: GatewayError) -> bytes:
-        return error_body(error)
-
 
 def _sampling(body: dict[str, Any]) -> dict[str, Any]:
     n = int_field(body, "n", "n")
@@ -191,7 +197,27 @@ def _build(**kwargs: Any) -> GenerationRequest:
     try:
         return GenerationRequest.build(**kwargs)
     except InvalidRequest as exc:
-        raise from_routing_error(exc, field_names=_FIELD_NAMES, available=None) from None
+        raise from_routing_error(
+            exc, field_names=_FIELD_NAMES, available=None, operator=False
+        ) from None
+
+
+async def _translate(request: Request, exc: RoutingError, model: str) -> GatewayError:
+    principal = getattr(request.state, "principal", None)
+    return await request.app.state.gateway.translate(
+        exc, _FIELD_NAMES, operator=principal is not None and principal.operator, model=model
+    )
+
+
+def _answer(request: Request, generation: GenerationRequest, renderer: Renderer) -> RoutedAnswer:
+    request.state.model = generation.model  # for the gateway's request metrics
+    return RoutedAnswer(
+        request.app.state.gateway,
+        generation,
+        renderer,
+        principal=getattr(request.state, "principal", None),
+        started=request.state.started,
+    )
 
 
 def _content(content: Any, i: int) -> str:
@@ -235,8 +261,9 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-async def chat_completions(gateway: Gateway, body: dict[str, Any]) -> RoutedAnswer:
+async def chat_completions(request: Request) -> RoutedAnswer:
     """POST /v1/chat/completions."""
+    body = await read_object(request.scope, request.receive)
     model = model_field(body)
     stream = bool_field(body, "stream", False)
     reject_if_set(
@@ -250,11 +277,12 @@ async def chat_completions(gateway: Gateway, body: dict[str, Any]) -> RoutedAnsw
         )
     generation = _build(model=model, messages=_messages(body), stream=stream, **_sampling(body))
     renderer = OpenAIRenderer(model, chat=True, include_usage=stream and _include_usage(body))
-    return RoutedAnswer(gateway, generation, renderer)
+    return _answer(request, generation, renderer)
 
 
-async def completions(gateway: Gateway, body: dict[str, Any]) -> RoutedAnswer:
+async def completions(request: Request) -> RoutedAnswer:
     """POST /v1/completions."""
+    body = await read_object(request.scope, request.receive)
     model = model_field(body)
     stream = bool_field(body, "stream", False)
     reject_if_set(
@@ -271,11 +299,7 @@ async def completions(gateway: Gateway, body: dict[str, Any]) -> RoutedAnswer:
         raise invalid("prompt", f"prompt must be a string, got {type(prompt).__name__}")
     generation = _build(model=model, prompt=prompt, stream=stream, **_sampling(body))
     renderer = OpenAIRenderer(model, chat=False, include_usage=stream and _include_usage(body))
-    return RoutedAnswer(gateway, generation, renderer)
-
-
-# Served by GatewayApp straight from ASGI (app.py), not through Starlette's routing.
-GENERATION_ROUTES = {"/v1/completions": completions, "/v1/chat/completions": chat_completions}
+    return _answer(request, generation, renderer)
 
 
 def _model_object(name: str, created: int) -> dict[str, Any]:
@@ -288,7 +312,7 @@ async def list_models(request: Request) -> Response:
     try:
         routes_ = await gateway.catalog.routes()
     except RoutingError as exc:
-        raise await gateway.translate(exc, _FIELD_NAMES) from None
+        raise await _translate(request, exc, "") from None
     created = int(gateway.catalog.started_at)
     return _json({"object": "list", "data": [_model_object(r.model, created) for r in routes_]})
 
@@ -297,10 +321,12 @@ async def retrieve_model(request: Request) -> Response:
     """GET /v1/models/{model}."""
     gateway = request.app.state.gateway
     name = request.path_params["model"]
+    if len(name) > MAX_MODEL_NAME:
+        raise invalid("model", f"model must be at most {MAX_MODEL_NAME} characters")
     try:
         await gateway.router.route(name)
     except RoutingError as exc:
-        raise await gateway.translate(exc, _FIELD_NAMES) from None
+        raise await _translate(request, exc, name) from None
     return _json(_model_object(name, int(gateway.catalog.started_at)))
 
 
@@ -308,4 +334,6 @@ def routes() -> list[Route]:
     return [
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
+        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
     ]

@@ -4,29 +4,28 @@ from __future__ import annotations
 
 import json
 import time
-from json.encoder import encode_basestring
 from typing import Any
 
 from starlette.types import Receive, Scope
 
 from athena_admin.gateway.errors import GatewayError, invalid
+from routing import MAX_MODEL_NAME
 
 __all__ = ["ClientDisconnected", "compact", "go_json", "read_object", "rfc3339nano"]
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-# What _dumps does for a str, minus the encoder's dispatch: the C escaper (the same one
-# json uses with ensure_ascii=False). Streams encode one string per chunk.
-_dumps_str = encode_basestring
+
+# json.dumps with these arguments makes an encoder per call; one made once is 10x cheaper.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def compact(obj: Any) -> str:
     """JSON with no spaces (what OpenAI's SSE chunks and Ollama's lines use)."""
-    return _dumps_str(obj) if type(obj) is str else _dumps(obj)
+    return _encode(obj)
 
 
 def go_json(obj: Any) -> str:
     """Encode like Go's json.Marshal (Ollama): compact, UTF-8, <, > and & escaped."""
-    text = _dumps_str(obj) if type(obj) is str else _dumps(obj)
+    text = compact(obj)
     if "<" in text or ">" in text or "&" in text or "\u2028" in text or "\u2029" in text:
         text = (
             text.replace("<", "\\u003c")
@@ -67,16 +66,61 @@ class ClientDisconnected(Exception):
 
 async def read_object(scope: Scope, receive: Receive) -> dict[str, Any]:
     """Read the body (raw ASGI) and parse it as a JSON object, or raise a 400 saying why."""
-    raw = await _read_body(scope, receive)
+    return parse_object(await _read_body(scope, receive))
+
+
+def parse_object(raw: bytes) -> dict[str, Any]:
+    """Parse a request body as a JSON object whose strings are valid Unicode, or raise a 400."""
     if not raw:
         raise GatewayError(400, "request body is empty; send a JSON object")
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise GatewayError(400, f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # json's C parser recurses per level: 100k `[` ran out of stack (was a plain 500).
+        raise GatewayError(400, "request body is not valid JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise GatewayError(400, "request body must be a JSON object")
+    # JSON may spell a lone UTF-16 surrogate (RFC 8259 section 8.2 leaves it undefined);
+    # Python keeps it in the str, and it cannot be encoded to send upstream. Only a body with
+    # a \u escape in the surrogate range (D800-DFFF) can hold one: check those alone.
+    if b"\\ud" in raw or b"\\uD" in raw:
+        field = _lone_surrogate_field(body)
+        if field is not None:
+            top = field.split("[", 1)[0].split(".", 1)[0]
+            raise invalid(top, f"{field} holds a lone UTF-16 surrogate; send valid Unicode")
     return body
+
+
+def _lone_surrogate_field(body: dict[str, Any]) -> str | None:
+    """Name the first field (``messages[0].content``) whose key or text is not valid Unicode.
+
+    Iterative: a body may nest as deep as the JSON parser allowed.
+    """
+    pending: list[tuple[str, Any]] = [("", body)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, str):
+            if not _encodable(value):
+                return path
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = f"{path}.{key}" if path else str(key)
+                if not _encodable(key):
+                    return path or "body"
+                pending.append((name, item))
+        elif isinstance(value, list):
+            pending.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _too_large() -> GatewayError:
@@ -109,12 +153,16 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes:
             return b"".join(parts)
 
 
-def model_field(body: dict[str, Any]) -> str:
-    model = body.get("model")
+def model_field(body: dict[str, Any], name: str = "model") -> str:
+    model = body.get(name)
     if model is None or model == "":
         raise invalid("model", "model is required")
     if not isinstance(model, str):
         raise invalid("model", f"model must be a string, got {type(model).__name__}")
+    if len(model) > MAX_MODEL_NAME:
+        raise invalid(
+            "model", f"model must be at most {MAX_MODEL_NAME} characters, got {len(model)}"
+        )
     return model
 
 

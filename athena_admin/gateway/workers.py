@@ -22,9 +22,9 @@ from dataclasses import replace
 from socket import socket
 
 from prometheus_client import multiprocess
-from uvicorn.config import STARTUP_FAILURE, Config
-from uvicorn.supervisors import Multiprocess
+from uvicorn import Config
 
+from athena_admin.gateway._uvicorn_compat import STARTUP_FAILURE, Multiprocess
 from athena_admin.gateway.app import GatewayApp, create_app
 from athena_admin.gateway.config import GatewayConfig
 

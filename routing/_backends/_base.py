@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import json
 import time
 from abc import ABC, abstractmethod
@@ -23,7 +24,7 @@ from routing._exceptions import (
 )
 from routing._transport import CHECK_ADDRESS
 from routing._types import GenerationRequest, StreamEvent, Target
-from routing.logs import REQUEST_ID_HEADER, get_request_id
+from routing.logs import HOPS_HEADER, REQUEST_ID_HEADER, get_hops, get_request_id
 
 __all__ = [
     "DEFAULT_MAX_ANSWER_BYTES",
@@ -205,6 +206,12 @@ def request_headers() -> dict[str, str]:
     a backend's log lines can be matched with the caller's.
     """
     rid = get_request_id()
+    hops = get_hops()
+    if hops is not None:  # a gateway's call: one more hop (its loop detection, docs/gateway.md)
+        headers = {"Accept-Encoding": _IDENTITY, HOPS_HEADER: str(hops + 1)}
+        if rid:
+            headers[REQUEST_ID_HEADER] = rid
+        return headers
     return {"Accept-Encoding": _IDENTITY, REQUEST_ID_HEADER: rid} if rid else _PLAIN_HEADERS
 
 
@@ -375,4 +382,25 @@ async def raise_for_status(response: httpx.Response, target: Target) -> None:
             if size >= _MAX_ERROR_READ:
                 break
     body = b"".join(parts)[:_MAX_ERROR_READ]
-    raise UpstreamStatusError(response.status_code, error_message(body), target=target)
+    raise UpstreamStatusError(
+        response.status_code,
+        error_message(body),
+        target=target,
+        retry_after=retry_after_seconds(response.headers.get("retry-after")),
+    )
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Read Retry-After (RFC 9110 10.2.3): delay-seconds or an HTTP-date; None if neither."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(min(int(value), 86_400))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, min(when.timestamp() - time.time(), 86_400.0))

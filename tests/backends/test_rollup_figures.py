@@ -42,6 +42,8 @@ def two_entries(make_entry) -> tuple[LLMBackend, LLMBackend]:
             sample(a, 3 * m, latency_ms=400.0, ttft_ms=40.0, tokens_per_sec=70.0),
             sample(a, 59 * m, latency_ms=200.0, ttft_ms=20.0, tokens_per_sec=60.0),
             sample(a, 30 * m, ok=False, latency_ms=5000.0),
+            # Turned away at capacity: in no figure below (not a call the backend served).
+            sample(a, 31 * m, ok=False, latency_ms=2.0, error_kind="overload", status_code=503),
             sample(a, 61 * m, latency_ms=1000.0, ttft_ms=None, tokens_per_sec=10.0),
             sample(b, 5 * m, ok=False, latency_ms=10.0),
             sample(b, 6 * m, ok=False, latency_ms=20.0),

@@ -42,6 +42,21 @@ def test_samples_update_counters_and_running_averages(client: Any, make_entry: A
     assert entry.avg_tokens_per_sec == pytest.approx((40 + 60 + 80) / 3)
 
 
+def test_a_call_turned_away_at_capacity_is_kept_but_counts_as_no_request_or_error(
+    client: Any, make_entry: Any
+) -> None:
+    entry = make_entry("m")
+    batch = [
+        sample(entry.pk, latency_ms=100.0),
+        sample(entry.pk, ok=False, error_kind="overload", status_code=503, latency_ms=2.0),
+    ]
+    response = client.post("/api/metrics/samples", {"samples": batch}, format="json")
+    assert response.json()["accepted"] == 2
+    entry.refresh_from_db()
+    assert (entry.total_requests, entry.total_errors, entry.avg_latency_ms) == (1, 0, 100.0)
+    assert RequestSample.objects.filter(error_kind="overload").count() == 1
+
+
 def test_a_resent_batch_counts_nothing_twice(client: Any, make_entry: Any) -> None:
     entry = make_entry("m")
     batch = {"samples": [sample(entry.pk), sample(entry.pk)]}

@@ -27,12 +27,12 @@ def _reset(ollama_behavior: Behavior, openai_behavior: Behavior) -> None:
     openai_behavior.reset()
 
 
-def serve_gateway(config: GatewayConfig) -> RunningServer:
+def serve_gateway(config: GatewayConfig, router: Any = None) -> RunningServer:
     """Run the gateway app in a thread, lifespan on; return once it accepts connections."""
     sock = bind_free_socket()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(config),
+            create_app(config, router=router),
             lifespan="on",
             log_level="warning",
             access_log=False,
@@ -107,3 +107,15 @@ def entry() -> Callable[..., Any]:
 @pytest.fixture
 def auth(service_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {service_key}"}
+
+
+@pytest.fixture
+def operator_auth(operator: Any) -> dict[str, str]:
+    """A personal key of a registry operator: may read endpoint URLs in answers."""
+    from backends.services import service_key_create
+
+    return {"Authorization": f"Bearer {service_key_create(name='olivia', owner=operator)[1]}"}
+
+
+# The scripted upstream (any status, headers and bytes) for the property-based tests.
+from tests.gateway.scripted_upstream import _reset_script, script, scripted_url  # noqa: E402,F401

@@ -2,57 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import ollama
 import openai
 import pytest
 
-pytestmark = pytest.mark.django_db(transaction=True)
+from tests.gateway.mlx_process import running_mlx_server
 
-REPO = Path(__file__).resolve().parents[2]
-TINY_MODEL = REPO / "var" / "models" / "tiny-llama"
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(scope="module")
 def mlx_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not (TINY_MODEL / "config.json").exists():
-        subprocess.run([sys.executable, "scripts/make_tiny_model.py"], cwd=REPO, check=True)
-    from tests.gateway.conftest import free_port
-
-    port = free_port()
-    log = (tmp_path_factory.mktemp("mlx") / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlx_server", "--model", str(TINY_MODEL), "--port", str(port)],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=dict(os.environ),
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert process.poll() is None, "mlx_server exited early"
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "mlx_server did not become healthy"
-        time.sleep(0.1)
-    yield url
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with running_mlx_server(tmp_path_factory.mktemp("mlx") / "server.log") as url:
+        yield url
 
 
 @pytest.fixture

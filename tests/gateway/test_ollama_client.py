@@ -66,7 +66,9 @@ def test_it_streams_a_chat(client, model):
 def test_it_shows_a_model_and_lists_it_as_running_once_used(client, model):
     shown = client.show(model)
     assert shown.details.family == model.split("-")[0]
-    assert f"{model}-upstream" in shown.modelfile
+    # A service key is no operator: the chain by model name and backend type only.
+    assert f"# {model.split('-')[0]} {model}" in shown.modelfile
+    assert "upstream" not in shown.modelfile and "127.0.0.1" not in shown.modelfile
     assert client.ps().models == []
     client.generate(model=model, prompt="hi")
     assert [m.model for m in client.ps().models] == [model]

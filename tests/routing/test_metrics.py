@@ -71,6 +71,31 @@ async def test_each_attempt_becomes_a_sample_in_the_contracts_shape(
     assert failed["load_ms"] is None and streamed["load_ms"] is None
 
 
+async def test_a_target_at_capacity_ships_an_overload_sample(
+    make_router, admin_state, openai_url, ollama_url, openai_behavior
+):
+    admin_state.service_key = "key"
+    admin_state.set_route(
+        "m",
+        target("mlx", openai_url, "a", entry_id=3),
+        target("ollama", ollama_url, "b", entry_id=4),
+    )
+    router = make_router(service_key="key", metrics=True, metrics_interval=0.05)
+    openai_behavior.status = 429  # at capacity: the router moves on to the next target
+    await router.generate(model="m", prompt="hi")
+    for _ in range(100):
+        if len(admin_state.samples) == 2:
+            break
+        await asyncio.sleep(0.02)
+    turned_away = next(s for s in admin_state.samples.values() if s["entry_id"] == 3)
+    assert list(turned_away) == SAMPLE_KEYS
+    assert (turned_away["ok"], turned_away["error_kind"], turned_away["status_code"]) == (
+        False,
+        "overload",
+        429,
+    )
+
+
 async def test_a_dead_admin_does_not_slow_calls(make_router, tmp_path, ollama_url, dead_url):
     routes = tmp_path / "r.json"
     routes.write_text(
