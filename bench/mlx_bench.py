@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/mlx_bench.py                  # tiny and large models
     .venv/bin/python bench/mlx_bench.py --sizes tiny --tokens 64 --rounds 1   # a smoke run
+    .venv/bin/python bench/mlx_bench.py --features      # constrained decoding, embeddings
 
 Prints a markdown table (paste into docs/benchmarks.md). Only ratios measured in one
 run compare: these machines are noisy. Every figure is decode throughput measured from
@@ -433,7 +434,21 @@ def main() -> int:
     parser.add_argument("--sizes", default="tiny,large")
     parser.add_argument("--tokens", type=int, default=128, help="tokens per request")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
+    parser.add_argument(
+        "--features",
+        action="store_true",
+        help="only the rows of constrained decoding and embeddings (bench/mlx_features.py)",
+    )
     args = parser.parse_args()
+    if args.features:
+        import mlx_features
+
+        for size in args.sizes.split(","):
+            model_dir = ensure_model(size)
+            print(f"[{size}] measuring features on {model_dir} ...", file=sys.stderr)
+            figures = mlx_features.measure(model_dir, args.tokens, args.rounds)
+            mlx_features.print_rows(f"{model_dir.name} ({size})", figures)
+        return 0
     tables = []
     for size in args.sizes.split(","):
         model_dir = ensure_model(size)

@@ -22,8 +22,15 @@ from typing import Any
 
 import mlx.core as mx
 
-from .compat_mlx_lm import BatchGenerator, decoding_uids, row_tokens_left, row_unfed_token
-from .relay import GenerationHandle
+from .compat_mlx_lm import (
+    BatchGenerator,
+    decoding_uids,
+    row_tokens_left,
+    row_unfed_logprobs,
+    row_unfed_token,
+)
+from .logprobs import read_logprobs
+from .relay import GenerationHandle, TokenEvent
 
 
 @dataclass
@@ -34,6 +41,8 @@ class BatchRow:
     # Sampled by the batch's last step; not in the cache, not sent to the client yet.
     pending: mx.array
     max_tokens: int
+    # The log-probabilities `pending` was sampled from.
+    pending_logprobs: mx.array
 
 
 class DecodeBatch:
@@ -74,6 +83,7 @@ class DecodeBatch:
             [handle.max_tokens if max_tokens is None else max_tokens],
             caches=None if cache is None else [cache],
             samplers=[handle.sampler],  # type: ignore[list-item]
+            logits_processors=[[handle.logits_processor] if handle.logits_processor else []],
         )
         handle.uid = uid
         self.active[uid] = handle
@@ -85,8 +95,9 @@ class DecodeBatch:
             self._generator.remove([handle.uid])
             del self.active[handle.uid]
 
-    def step(self) -> list[tuple[GenerationHandle, int, str | None]]:
-        """Run one step; return each row's token and finish reason (finished rows leave)."""
+    def step(self) -> list[tuple[GenerationHandle, TokenEvent]]:
+        """Run one step; return each row's token, finish reason and, if its request asked,
+        log-probabilities (finished rows leave)."""
         _, responses = self._generator.next()
         events = []
         for response in responses:
@@ -95,7 +106,10 @@ class DecodeBatch:
                 continue
             if response.finish_reason is not None:
                 del self.active[response.uid]
-            events.append((handle, response.token, response.finish_reason))
+            read = None
+            if handle.top_logprobs is not None:
+                read = read_logprobs(response.logprobs, response.token, handle.top_logprobs)
+            events.append((handle, (response.token, response.finish_reason, read)))
         return events
 
     def reset(self) -> list[GenerationHandle]:
@@ -117,12 +131,13 @@ class DecodeBatch:
         """Remove a decoding request's row and return its cache, token in flight and budget."""
         assert handle.uid is not None
         pending = row_unfed_token(self._generator, handle.uid)
+        pending_logprobs = row_unfed_logprobs(self._generator, handle.uid)
         max_tokens = row_tokens_left(self._generator, handle.uid)
         caches = self._generator.remove([handle.uid], return_prompt_caches=True)
         cache, _tokens = caches[handle.uid]
         del self.active[handle.uid]
         handle.uid = None
-        return BatchRow(cache, pending, max_tokens)
+        return BatchRow(cache, pending, max_tokens, pending_logprobs)
 
     def close(self) -> None:
         self._generator.close()

@@ -2,7 +2,8 @@
 
 mlx-lm has no stable API for what the engine needs to move a request out of a running
 batch (batch.py): which rows are decoding, the token each row has sampled but not yet fed
-(`GenerationBatch._next_tokens`), and how many tokens a row has produced
+(`GenerationBatch._next_tokens`) and the log-probabilities it was sampled from
+(`_next_logprobs`), and how many tokens a row has produced
 (`GenerationBatch._num_tokens`), all reached through `BatchGenerator._generation_batch`.
 Those private attributes are read here and nowhere else. At import this module checks that
 the installed mlx-lm is the release line they were read from (requirements.txt pins it)
@@ -21,7 +22,7 @@ import mlx_lm
 from mlx_lm.generate import BatchGenerator, GenerationBatch, generation_stream
 from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
 from mlx_lm.sample_utils import apply_top_p, greedy_sampler
-from mlx_lm.utils import load
+from mlx_lm.utils import load, load_tokenizer
 
 __all__ = [
     "SUPPORTED_SERIES",
@@ -35,8 +36,10 @@ __all__ = [
     "generation_stream",
     "greedy_sampler",
     "load",
+    "load_tokenizer",
     "make_prompt_cache",
     "row_tokens_left",
+    "row_unfed_logprobs",
     "row_unfed_token",
     "trim_prompt_cache",
 ]
@@ -47,7 +50,7 @@ SUPPORTED_SERIES = "0.32"
 # (class, the attributes its __init__ must set) that the accessors below read.
 _PRIVATE_ATTRIBUTES: tuple[tuple[type, tuple[str, ...]], ...] = (
     (BatchGenerator, ("_generation_batch",)),
-    (GenerationBatch, ("_next_tokens", "_num_tokens", "uids", "max_tokens")),
+    (GenerationBatch, ("_next_tokens", "_next_logprobs", "_num_tokens", "uids", "max_tokens")),
 )
 
 
@@ -108,6 +111,13 @@ def row_unfed_token(generator: BatchGenerator, uid: int) -> mx.array:
     i = rows.uids.index(uid)
     token: mx.array = rows._next_tokens[i : i + 1]
     return token
+
+
+def row_unfed_logprobs(generator: BatchGenerator, uid: int) -> mx.array:
+    """The log-probabilities the row's unfed token was sampled from (logprobs.py)."""
+    rows: Any = generator._generation_batch
+    logprobs: mx.array = rows._next_logprobs[rows.uids.index(uid)]
+    return logprobs
 
 
 def row_tokens_left(generator: BatchGenerator, uid: int) -> int:

@@ -29,7 +29,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +37,10 @@ import mlx.core as mx
 
 from .batch import DecodeBatch
 from .compat_mlx_lm import generation_stream, load
+from .embeddings import embed
 from .errors import GenerationFailed, Overloaded
 from .prompt_cache import PrefixPool
-from .relay import STREAM_INTERVAL_S, EventRelay, GenerationHandle
+from .relay import STREAM_INTERVAL_S, EventRelay, GenerationHandle, TokenEvent
 from .solo import PREFILL_STEP, SoloSequence
 from .stats import EngineStats
 
@@ -52,11 +53,30 @@ class LoadedWeights:
 
     tokenizer: Any
     config: dict[str, Any]
+    # Width of the pooled final hidden states (embeddings.py); None if they cannot be read.
+    embedding_size: int | None = None
 
 
-_INSERT, _CANCEL, _STOP = "insert", "cancel", "stop"
+_INSERT, _CANCEL, _STOP, _EMBED = "insert", "cancel", "stop", "embed"
+
+
+@dataclass(eq=False)
+class EmbeddingJob:
+    """Inputs to embed and the future the engine thread resolves with their vectors."""
+
+    token_lists: list[list[int]]
+    future: concurrent.futures.Future[list[Any]] = field(default_factory=concurrent.futures.Future)
+
+
 _FAILED = "generation failed; see server log"
 _UNLOADED = "model was unloaded"
+
+
+def _hidden(model: Any) -> int | None:
+    """Return the width of the model's final hidden states, if its inner model can be run
+    on its own (mlx-lm's language models keep it as `.model`, with `args.hidden_size`)."""
+    size = getattr(getattr(model, "args", None), "hidden_size", None)
+    return size if callable(getattr(model, "model", None)) and isinstance(size, int) else None
 
 
 class Engine:
@@ -81,7 +101,9 @@ class Engine:
         self._max_batch_size = max_batch_size
         self._capacity = max_batch_size + max_queue
         self._retry_after_s = retry_after_s
-        self._inbox: queue.SimpleQueue[tuple[str, GenerationHandle | None]] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[tuple[str, GenerationHandle | EmbeddingJob | None]] = (
+            queue.SimpleQueue()
+        )
         self._outstanding: set[GenerationHandle] = set()
         self._ready: concurrent.futures.Future[LoadedWeights] = concurrent.futures.Future()
         self._relay = EventRelay(loop, stream_interval_s, self._outstanding.discard)
@@ -117,6 +139,12 @@ class Engine:
         # take the command a while later on a busy machine).
         self.stats.cancelled += 1
         self._inbox.put((_CANCEL, handle))
+
+    def embed(self, token_lists: list[list[int]]) -> concurrent.futures.Future[list[Any]]:
+        """Queue inputs to embed (embeddings.py) between two decode steps; return their future."""
+        job = EmbeddingJob(token_lists)
+        self._inbox.put((_EMBED, job))
+        return job.future
 
     async def stop(self) -> None:
         """Stop the thread (failing any request still running) and wait for it."""
@@ -154,7 +182,9 @@ class Engine:
                 logger.exception("failed to load model %s from %s", self.name, self.path)
                 self._ready.set_exception(exc)
                 return
-            self._ready.set_result(LoadedWeights(tokenizer=tokenizer, config=config))
+            self._ready.set_result(
+                LoadedWeights(tokenizer=tokenizer, config=config, embedding_size=_hidden(model))
+            )
             eos = [[t] for t in sorted(tokenizer.eos_token_ids)]
             try:
                 self._decode(model, eos)
@@ -164,7 +194,9 @@ class Engine:
                 mx.clear_cache()
                 logger.info("unloaded model %s", self.name)
 
-    def _take_commands(self, block: bool) -> list[tuple[str, GenerationHandle | None]]:
+    def _take_commands(
+        self, block: bool
+    ) -> list[tuple[str, GenerationHandle | EmbeddingJob | None]]:
         """Drain the inbox; block for the first command only when the batch is idle."""
         commands = []
         if block:
@@ -189,11 +221,18 @@ class Engine:
                 if idle:
                     self._relay.flush()  # nothing is left to decode: deliver deferred tokens
                 joiners: list[GenerationHandle] = []
-                for kind, handle in self._take_commands(block=idle):
+                commands = self._take_commands(block=idle)
+                for i, (kind, handle) in enumerate(commands):
                     if kind == _STOP:
                         running = [*batch.active.values(), *joiners, *([solo[0]] if solo else [])]
                         self._fail(running, _UNLOADED)
+                        for _, later in commands[i + 1 :]:
+                            if isinstance(later, EmbeddingJob):
+                                later.future.set_exception(GenerationFailed(_UNLOADED))
                         return
+                    if isinstance(handle, EmbeddingJob):
+                        self._embed(model, handle)
+                        continue
                     assert handle is not None
                     if kind == _INSERT:
                         if solo is None and not batch and not joiners:
@@ -226,6 +265,15 @@ class Engine:
                     self._step_batch(batch)
         finally:
             batch.close()
+
+    def _embed(self, model: Any, job: EmbeddingJob) -> None:
+        """Embed a job's inputs now: one forward pass per chunk, between two decode steps."""
+        self._relay.flush()  # tokens held back must not wait for the forward passes
+        try:
+            job.future.set_result(embed(model, job.token_lists))
+        except Exception:  # noqa: BLE001 - reported to that request only
+            logger.exception("embedding failed for model %s", self.name)
+            job.future.set_exception(GenerationFailed(_FAILED))
 
     def _admit(
         self,
@@ -280,7 +328,14 @@ class Engine:
         cache, cached = self.prompt_cache.take(handle.prompt_tokens)
         handle.cached_tokens = cached
         return SoloSequence(
-            model, handle.prompt_tokens, handle.max_tokens, handle.sampler, cache, cached=cached
+            model,
+            handle.prompt_tokens,
+            handle.max_tokens,
+            handle.sampler,
+            cache,
+            cached=cached,
+            logits_processor=handle.logits_processor,
+            top_logprobs=handle.top_logprobs,
         )
 
     def _advance_solo(
@@ -296,7 +351,7 @@ class Engine:
         if event is None:
             return (handle, solo)  # a prefill chunk: no step of the metrics' batch
         self.stats.batch_sequences += 1
-        self._publish_one(handle, *event)
+        self._publish_one(handle, event)
         if event[1] is None:
             return (handle, solo)
         self.prompt_cache.keep(solo.kept())
@@ -320,7 +375,7 @@ class Engine:
             self._fail([handle], _FAILED)
             return False
         if event is not None:
-            self._publish_one(handle, *event)
+            self._publish_one(handle, event)
             if event[1] is not None:
                 return False
         return self._insert(batch, handle, rest.unfed, rest.max_tokens, rest.cache)
@@ -337,7 +392,16 @@ class Engine:
             self._fail([handle], _FAILED)
             return None
         self.stats.moved_to_solo += 1
-        solo = SoloSequence.resume(model, row.cache, row.pending, row.max_tokens, handle.sampler)
+        solo = SoloSequence.resume(
+            model,
+            row.cache,
+            row.pending,
+            row.max_tokens,
+            handle.sampler,
+            handle.logits_processor,
+            handle.top_logprobs,
+            row.pending_logprobs,
+        )
         return handle, solo
 
     def _step_batch(self, batch: DecodeBatch) -> None:
@@ -367,7 +431,7 @@ class Engine:
             return False
         return True
 
-    def _publish(self, events: list[tuple[GenerationHandle, int, str | None]]) -> None:
+    def _publish(self, events: list[tuple[GenerationHandle, TokenEvent]]) -> None:
         """Record one step's tokens and hand them to the loop in a single callback."""
         if not events:
             return
@@ -375,18 +439,18 @@ class Engine:
         # A first token (time to first token) or a last one (the answer completes) is
         # worth a wake of the loop on its own; other tokens may wait for the interval.
         urgent = False
-        for handle, _, finish in events:
+        for handle, (_, finish, _) in events:
             urgent |= self._record(handle, finish, now)
         self.stats.tokens_generated += len(events)
         self.stats.steps += 1
-        self._relay.send([(h, (token, finish)) for h, token, finish in events], urgent=urgent)
+        self._relay.send(list(events), urgent=urgent)
 
-    def _publish_one(self, handle: GenerationHandle, token: int, finish: str | None) -> None:
+    def _publish_one(self, handle: GenerationHandle, event: TokenEvent) -> None:
         """Record and send one token of the solo request."""
-        urgent = self._record(handle, finish, time.perf_counter_ns())
+        urgent = self._record(handle, event[1], time.perf_counter_ns())
         self.stats.tokens_generated += 1
         self.stats.steps += 1
-        self._relay.send([(handle, (token, finish))], urgent=urgent)
+        self._relay.send([(handle, event)], urgent=urgent)
 
     def _record(self, handle: GenerationHandle, finish: str | None, now: int) -> bool:
         """Stamp a request's first and last token; tell whether the loop should wake now."""

@@ -15,12 +15,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from . import params
+from . import embeddings, logprobs, params
+from .answer import AnswerSplitter, Parts, answer_splitter
+from .capabilities import capabilities_of
 from .catalog import rfc3339
 from .errors import APIError, ClientGone, InvalidRequest
 from .prompts import encode_chat, encode_text, validate_messages
 from .provider import LoadedModel, ModelProvider
-from .session import Lease, start_generation, unless_disconnected
+from .session import Lease, embed_inputs, start_generation, unless_disconnected
+from .structured import ollama_format
+from .thinking import check_think, ollama_think
+from .tools import ToolRequest, parse_tools, prompt_with_tools
 from .wire import (
     ClosingStream,
     optional_bool,
@@ -40,8 +45,8 @@ NEVER_EXPIRES = "2318-11-25T00:00:00Z"
 
 def _options(body: dict[str, Any]) -> params.GenerationOptions:
     """Read the `options` object (temperature, top_p, seed, num_predict, stop)."""
-    # Structured output, images, tools and fill-in-the-middle are not implemented: say so.
-    reject_unsupported(body, ("format", "images", "tools", "suffix", "template"))
+    # Images and fill-in-the-middle are not implemented: say so.
+    reject_unsupported(body, ("images", "suffix", "template"))
     options = optional_dict(body, "options")
     num_predict = params.optional_number(
         options, "num_predict", "options.num_predict", integer=True, minimum=-2
@@ -61,6 +66,8 @@ def _options(body: dict[str, Any]) -> params.GenerationOptions:
         ),
         max_tokens=max_tokens,
         stop=params.stop_sequences(options.get("stop"), "options.stop"),
+        constraint=ollama_format(body),
+        top_logprobs=logprobs.chat_request(body),
     )
 
 
@@ -88,6 +95,8 @@ class OllamaRoutes:
             Route("/api/show", self.show, methods=["POST"]),
             Route("/api/generate", self.generate, methods=["POST"]),
             Route("/api/chat", self.chat, methods=["POST"]),
+            Route("/api/embed", self.embed, methods=["POST"]),
+            Route("/api/embeddings", self.legacy_embeddings, methods=["POST"]),
         ]
 
     async def root(self, request: Request) -> Response:
@@ -164,7 +173,7 @@ class OllamaRoutes:
                 "template": template,
                 "details": details,
                 "model_info": model_info,
-                "capabilities": ["completion"],
+                "capabilities": await capabilities_of(self.provider, entry),
                 "modified_at": rfc3339(entry.modified_at),
             }
         )
@@ -190,15 +199,18 @@ class OllamaRoutes:
         if not prompt:
             # docs/api.md: an empty prompt loads the model, or unloads it with keep_alive 0.
             return await self._load_or_unload(model_name, keep_alive, chat=False)
+        reject_unsupported(body, ("tools",))  # /api/chat only, as in Ollama
         options = _options(body)
+        think = ollama_think(body)
 
         def build(model: LoadedModel) -> list[int]:
+            check_think(model.tokenizer, think, model_name)
             if raw:
                 tokens = encode_text(model.tokenizer, prompt)
             else:
                 messages = [{"role": "system", "content": system}] if system else []
                 messages.append({"role": "user", "content": prompt})
-                tokens = encode_chat(model.tokenizer, messages)
+                tokens = encode_chat(model.tokenizer, messages, think=think)
             if context:
                 # The context of a previous answer already holds BOS and the template.
                 return list(context) + encode_text_no_special(model.tokenizer, tokens)
@@ -206,7 +218,14 @@ class OllamaRoutes:
 
         chars = len(prompt) + len(system or "")
         lease = await self._start(model_name, build, chars, options, keep_alive, "prompt")
-        return await self._respond(request, lease, model_name, stream, chat=False, raw=raw)
+        splitter = None
+        if not raw:  # raw: the caller wrote the template, and reads the text as it is
+            splitter = answer_splitter(
+                lease.model.tokenizer, lease.generation.prompt_token_ids, ToolRequest(), think
+            )
+        return await self._respond(
+            request, lease, model_name, stream, chat=False, raw=raw, splitter=splitter
+        )
 
     async def chat(self, request: Request) -> Response:
         """Answer a conversation using the model's chat template."""
@@ -220,13 +239,54 @@ class OllamaRoutes:
         if not messages:
             return await self._load_or_unload(model_name, keep_alive, chat=True)
         options = _options(body)
+        # Ollama has no tool_choice: tools are offered, never enforced.
+        tool_request = parse_tools(body, with_choice=False)
+        think = ollama_think(body)
 
         def build(model: LoadedModel) -> list[int]:
-            return encode_chat(model.tokenizer, messages)
+            check_think(model.tokenizer, think, model_name)
+            chat, tools = prompt_with_tools(model.tokenizer, messages, tool_request, model_name)
+            return encode_chat(model.tokenizer, chat, tools, think)
 
-        chars = sum(len(m["content"]) for m in messages)
+        chars = sum(len(m["content"]) for m in messages) + tool_request.text_size()
         lease = await self._start(model_name, build, chars, options, keep_alive, "messages")
-        return await self._respond(request, lease, model_name, stream, chat=True, raw=False)
+        splitter = answer_splitter(
+            lease.model.tokenizer, lease.generation.prompt_token_ids, tool_request, think
+        )
+        return await self._respond(
+            request, lease, model_name, stream, chat=True, raw=False, splitter=splitter
+        )
+
+    async def embed(self, request: Request) -> Response:
+        """Embed one input or a batch (see embeddings.py for the pooling)."""
+        body = await read_json(request)
+        model_name = required_str(body, "model")
+        wanted = embeddings.ollama_request(body, legacy=False)
+        keep_alive = params.keep_alive(body.get("keep_alive"))
+        result = await embed_inputs(
+            self.provider, model_name, wanted, keep_alive_s=keep_alive, param="input"
+        )
+        return JSONResponse(
+            {
+                "model": model_name,
+                "embeddings": embeddings.ollama_vectors(result.vectors, wanted),
+                "total_duration": result.total_ns,
+                "load_duration": result.load_ns,
+                "prompt_eval_count": result.prompt_tokens,
+            }
+        )
+
+    async def legacy_embeddings(self, request: Request) -> Response:
+        """Embed one prompt: the `/api/embeddings` endpoint `/api/embed` replaced."""
+        body = await read_json(request)
+        model_name = required_str(body, "model")
+        wanted = embeddings.ollama_request(body, legacy=True)
+        keep_alive = params.keep_alive(body.get("keep_alive"))
+        result = await embed_inputs(
+            self.provider, model_name, wanted, keep_alive_s=keep_alive, param="prompt"
+        )
+        (vector,) = embeddings.ollama_vectors(result.vectors, wanted)
+        return JSONResponse({"embedding": vector})
 
     async def _load_or_unload(
         self, model_name: str, keep_alive: float | None, *, chat: bool
@@ -268,14 +328,16 @@ class OllamaRoutes:
         )
 
     def _final(
-        self, lease: Lease, model_name: str, text: str, *, chat: bool, raw: bool
+        self,
+        lease: Lease,
+        model_name: str,
+        parts: Parts,
+        *,
+        chat: bool,
+        raw: bool,
     ) -> dict[str, Any]:
         stats = lease.generation.stats
-        payload: dict[str, Any] = {"model": model_name, "created_at": _now()}
-        if chat:
-            payload["message"] = {"role": "assistant", "content": text}
-        else:
-            payload["response"] = text
+        payload = _part(model_name, parts, chat=chat)
         payload.update(
             {
                 "done": True,
@@ -293,6 +355,7 @@ class OllamaRoutes:
         if not chat and not raw:
             # docs/api.md: raw mode returns no context.
             payload["context"] = lease.generation.prompt_token_ids + stats.token_ids
+        _add_logprobs(payload, lease)
         return payload
 
     async def _respond(
@@ -304,10 +367,11 @@ class OllamaRoutes:
         *,
         chat: bool,
         raw: bool,
+        splitter: AnswerSplitter | None = None,
     ) -> Response:
         if stream:
             return ClosingStream(
-                self._stream(lease, model_name, chat=chat, raw=raw),
+                self._stream(lease, model_name, chat=chat, raw=raw, splitter=splitter),
                 on_close=lease.close,
                 media_type="application/x-ndjson",
             )
@@ -317,27 +381,70 @@ class OllamaRoutes:
             return Response(status_code=499)
         finally:
             lease.release()
-        return JSONResponse(self._final(lease, model_name, text, chat=chat, raw=raw))
+        parts = splitter.all_of(text) if splitter is not None else Parts(text)
+        return JSONResponse(self._final(lease, model_name, parts, chat=chat, raw=raw))
 
     async def _stream(
-        self, lease: Lease, model_name: str, *, chat: bool, raw: bool
+        self,
+        lease: Lease,
+        model_name: str,
+        *,
+        chat: bool,
+        raw: bool,
+        splitter: AnswerSplitter | None = None,
     ) -> AsyncIterator[str]:
         """Frame pieces as NDJSON; report a mid-stream failure as a final error object."""
+
+        def part(parts: Parts) -> str:
+            payload = _part(model_name, parts, chat=chat)
+            payload["done"] = False
+            _add_logprobs(payload, lease)
+            return _ndjson(payload)
+
         try:
             async for piece in lease.generation.pieces():
-                payload: dict[str, Any] = {"model": model_name, "created_at": _now()}
-                if chat:
-                    payload["message"] = {"role": "assistant", "content": piece}
-                else:
-                    payload["response"] = piece
-                payload["done"] = False
-                yield _ndjson(payload)
-            yield _ndjson(self._final(lease, model_name, "", chat=chat, raw=raw))
+                if splitter is None:
+                    yield part(Parts(piece))
+                elif parts := splitter.feed(piece):
+                    yield part(parts)
+            if splitter is not None and (parts := splitter.finish()):
+                yield part(parts)
+            yield _ndjson(self._final(lease, model_name, Parts(), chat=chat, raw=raw))
         except APIError as exc:
             # Headers are sent already; Ollama reports stream errors as {"error": ...} lines.
             yield _ndjson({"error": exc.message})
         finally:
             lease.release()
+
+
+def _add_logprobs(payload: dict[str, Any], lease: Lease) -> None:
+    """Add the top-level `logprobs` of the tokens received since the last chunk, if asked."""
+    if lease.generation.handle.top_logprobs is not None:
+        entries = lease.generation.take_logprobs()
+        payload["logprobs"] = logprobs.ollama(lease.model.tokenizer, entries)
+
+
+def _part(model_name: str, parts: Parts, *, chat: bool) -> dict[str, Any]:
+    """A chunk's or answer's head: `message` (chat) or `response` and `thinking` (generate)."""
+    payload: dict[str, Any] = {"model": model_name, "created_at": _now()}
+    if chat:
+        payload["message"] = message(parts)
+    else:
+        payload["response"] = parts.content
+        if parts.thinking:
+            payload["thinking"] = parts.thinking
+    return payload
+
+
+def message(parts: Parts) -> dict[str, Any]:
+    """An assistant message in Ollama's shape: thinking apart, tool calls with object
+    arguments."""
+    shaped: dict[str, Any] = {"role": "assistant", "content": parts.content}
+    if parts.thinking:
+        shaped["thinking"] = parts.thinking
+    if parts.calls:
+        shaped["tool_calls"] = [call.ollama() for call in parts.calls]
+    return shaped
 
 
 def encode_text_no_special(tokenizer: Any, tokens: list[int]) -> list[int]:

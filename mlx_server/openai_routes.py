@@ -6,21 +6,27 @@ answers are server-sent events, one JSON chunk per `data:` line, ending `data: [
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import params
+from . import embeddings, logprobs, params
+from .answer import AnswerSplitter, Parts, answer_splitter
+from .capabilities import capabilities_of
 from .errors import APIError, ClientGone, InvalidRequest
 from .prompts import encode_chat, encode_text, validate_messages
 from .provider import LoadedModel, ModelProvider
-from .session import Lease, start_generation, unless_disconnected
+from .session import Lease, embed_inputs, start_generation, unless_disconnected
+from .structured import openai_response_format
+from .tool_calls import openai_call_deltas
+from .tools import parse_tools, prompt_with_tools
 from .wire import (
     ClosingStream,
     optional_bool,
@@ -36,8 +42,8 @@ DEFAULT_TEMPERATURE = 1.0
 
 def _options(body: dict[str, Any]) -> params.GenerationOptions:
     """Read sampling, max_tokens and stop from an OpenAI request body."""
-    # Tool calls, structured output and logprobs are not implemented: say so.
-    reject_unsupported(body, ("tools", "functions", "response_format", "logprobs", "top_logprobs"))
+    # Legacy function calling is not implemented: say so.
+    reject_unsupported(body, ("functions", "function_call"))
     n = body.get("n")
     if n is not None and n != 1:
         raise InvalidRequest("only n=1 is supported", param="n")
@@ -47,6 +53,7 @@ def _options(body: dict[str, Any]) -> params.GenerationOptions:
         sampling=params.sampling(body, default_temperature=DEFAULT_TEMPERATURE),
         max_tokens=None if max_tokens is None else int(max_tokens),
         stop=params.stop_sequences(body.get("stop"), "stop"),
+        constraint=openai_response_format(body),
     )
 
 
@@ -80,6 +87,17 @@ def _usage(lease: Lease) -> dict[str, Any]:
     }
 
 
+def _logprobs(lease: Lease, chat: bool, offset: int) -> dict[str, Any] | None:
+    """`choice.logprobs` for the tokens received since the last call; None if not asked."""
+    if lease.generation.handle.top_logprobs is None:
+        return None
+    entries = lease.generation.take_logprobs()
+    tokenizer = lease.model.tokenizer
+    if chat:
+        return logprobs.openai_chat(tokenizer, entries)
+    return logprobs.openai_completion(tokenizer, entries, offset)
+
+
 def _sse(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
 
@@ -97,27 +115,38 @@ class OpenAIRoutes:
             Route("/v1/models/{model_id:path}", self.get_model, methods=["GET"]),
             Route("/v1/completions", self.completions, methods=["POST"]),
             Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+            Route("/v1/embeddings", self.embeddings, methods=["POST"]),
         ]
 
-    def _model_card(self, name: str) -> dict[str, Any]:
-        created = int(self.provider.catalog.resolve(name).modified_at)
-        return {"id": name, "object": "model", "created": created, "owned_by": "mlx"}
+    async def _model_card(self, name: str) -> dict[str, Any]:
+        entry = self.provider.catalog.resolve(name)
+        return {
+            "id": name,
+            "object": "model",
+            "created": int(entry.modified_at),
+            "owned_by": "mlx",
+            # Not an OpenAI field: Ollama's list (/api/show), so clients can tell before sending.
+            "capabilities": await capabilities_of(self.provider, entry),
+        }
 
     async def list_models(self, request: Request) -> Response:
         """List every servable model, aliases included."""
-        data = [self._model_card(name) for name in self.provider.catalog.names()]
+        data = [await self._model_card(name) for name in self.provider.catalog.names()]
         return JSONResponse({"object": "list", "data": data})
 
     async def get_model(self, request: Request) -> Response:
         """Describe one model."""
-        return JSONResponse(self._model_card(request.path_params["model_id"]))
+        return JSONResponse(await self._model_card(request.path_params["model_id"]))
 
     async def completions(self, request: Request) -> Response:
         """Complete a raw prompt."""
         body = await read_json(request)
         model_name = required_str(body, "model")
         prompt = _completion_prompt(body)
-        options = _options(body)
+        reject_unsupported(body, ("tools", "tool_choice", "top_logprobs"))  # chat only
+        options = dataclasses.replace(
+            _options(body), top_logprobs=logprobs.completion_request(body)
+        )
         stream = optional_bool(body, "stream", False)
 
         def build(model: LoadedModel) -> list[int]:
@@ -136,15 +165,42 @@ class OpenAIRoutes:
         messages = validate_messages(body.get("messages"))
         if not messages:
             raise InvalidRequest("'messages' must not be empty", param="messages")
-        options = _options(body)
+        options = dataclasses.replace(_options(body), top_logprobs=logprobs.chat_request(body))
+        tool_request = parse_tools(body, with_choice=True)
+        enforced = tool_request.constraint()
+        if enforced is not None:
+            if options.constraint is not None:
+                raise InvalidRequest(
+                    "'response_format' and an enforced tool call cannot both apply",
+                    param="response_format",
+                )
+            options = dataclasses.replace(options, constraint=enforced)
         stream = optional_bool(body, "stream", False)
 
         def build(model: LoadedModel) -> list[int]:
-            return encode_chat(model.tokenizer, messages)
+            chat, tools = prompt_with_tools(model.tokenizer, messages, tool_request, model_name)
+            return encode_chat(model.tokenizer, chat, tools)
 
-        chars = sum(len(m["content"]) for m in messages)
+        chars = sum(len(m["content"]) for m in messages) + tool_request.text_size()
         lease = await self._start(model_name, build, chars, options, "messages", body)
-        return await self._respond(request, lease, model_name, body, stream, chat=True)
+        splitter = answer_splitter(
+            lease.model.tokenizer, lease.generation.prompt_token_ids, tool_request, None
+        )
+        return await self._respond(
+            request, lease, model_name, body, stream, chat=True, splitter=splitter
+        )
+
+    async def embeddings(self, request: Request) -> Response:
+        """Embed inputs with a loaded language model (see embeddings.py for the pooling)."""
+        body = await read_json(request)
+        model_name = required_str(body, "model")
+        wanted = embeddings.openai_request(body)
+        result = await embed_inputs(
+            self.provider, model_name, wanted, keep_alive_s=None, param="input"
+        )
+        return JSONResponse(
+            embeddings.openai_answer(result.vectors, wanted, model_name, result.prompt_tokens)
+        )
 
     async def _start(
         self,
@@ -181,12 +237,13 @@ class OpenAIRoutes:
         stream: bool,
         *,
         chat: bool,
+        splitter: AnswerSplitter | None = None,
     ) -> Response:
         ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
         created = int(time.time())
         if stream:
             include_usage = bool(optional_dict(body, "stream_options").get("include_usage"))
-            events = self._stream(lease, ident, created, model_name, chat, include_usage)
+            events = self._stream(lease, ident, created, model_name, chat, include_usage, splitter)
             return ClosingStream(
                 events,
                 on_close=lease.close,
@@ -201,14 +258,29 @@ class OpenAIRoutes:
             lease.release()
         finish = lease.generation.stats.finish_reason
         if chat:
+            message: dict[str, Any] = {"role": "assistant", "content": text}
+            if splitter is not None:
+                parts = splitter.all_of(text)
+                message["content"] = parts.content or (None if parts.calls else "")
+                if parts.thinking:
+                    # The field OpenAI-compatible reasoning servers use (vLLM, DeepSeek).
+                    message["reasoning_content"] = parts.thinking
+                if parts.calls:
+                    message["tool_calls"] = [call.openai() for call in parts.calls]
+                    finish = "tool_calls"
             choice: dict[str, Any] = {
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": None,
+                "message": message,
+                "logprobs": _logprobs(lease, chat, 0),
                 "finish_reason": finish,
             }
         else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+            choice = {
+                "index": 0,
+                "text": text,
+                "logprobs": _logprobs(lease, chat, 0),
+                "finish_reason": finish,
+            }
         return JSONResponse(
             {
                 "id": ident,
@@ -228,21 +300,37 @@ class OpenAIRoutes:
         model_name: str,
         chat: bool,
         include_usage: bool,
+        splitter: AnswerSplitter | None,
     ) -> AsyncIterator[str]:
         """Frame text pieces as SSE chunks; always release the model at the end."""
         kind = "chat.completion.chunk" if chat else "text_completion"
+        offset = 0  # characters of text before a chunk (legacy completions' `text_offset`)
 
-        def chunk(text: str | None, finish: str | None, first: bool = False) -> dict[str, Any]:
+        def chunk(
+            text: str | None,
+            finish: str | None,
+            first: bool = False,
+            tool_calls: list[dict[str, Any]] | None = None,
+            with_logprobs: bool = False,
+            reasoning: str | None = None,
+        ) -> dict[str, Any]:
+            nonlocal offset
             if chat:
                 delta: dict[str, Any] = {}
                 if first:
                     delta["role"] = "assistant"
+                if reasoning:
+                    delta["reasoning_content"] = reasoning
                 if text is not None:
                     delta["content"] = text
+                if tool_calls:
+                    delta["tool_calls"] = tool_calls
                 choice: dict[str, Any] = {"index": 0, "delta": delta}
             else:
                 choice = {"index": 0, "text": text or ""}
-            choice["logprobs"] = None
+            choice["logprobs"] = _logprobs(lease, chat, offset) if with_logprobs else None
+            if choice["logprobs"] is not None and not chat:
+                offset += sum(len(token) for token in choice["logprobs"]["tokens"])
             choice["finish_reason"] = finish
             return {
                 "id": ident,
@@ -255,9 +343,30 @@ class OpenAIRoutes:
         try:
             if chat:
                 yield _sse(chunk("", None, first=True))
+            calls = 0
+
+            def framed(parts: Parts) -> Iterator[str]:
+                nonlocal calls
+                if parts.thinking:
+                    yield _sse(chunk(None, None, reasoning=parts.thinking))
+                if parts.content:
+                    yield _sse(chunk(parts.content, None, with_logprobs=True))
+                for call in parts.calls:
+                    for delta in openai_call_deltas(calls, call):
+                        yield _sse(chunk(None, None, tool_calls=[delta]))
+                    calls += 1
+
             async for piece in lease.generation.pieces():
-                yield _sse(chunk(piece, None))
-            yield _sse(chunk(None if chat else "", lease.generation.stats.finish_reason))
+                if splitter is None:
+                    yield _sse(chunk(piece, None, with_logprobs=True))
+                else:
+                    for event in framed(splitter.feed(piece)):
+                        yield event
+            if splitter is not None:
+                for event in framed(splitter.finish()):
+                    yield event
+            finish = "tool_calls" if calls else lease.generation.stats.finish_reason
+            yield _sse(chunk(None if chat else "", finish, with_logprobs=True))
             if include_usage:
                 yield _sse(
                     {

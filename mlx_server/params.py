@@ -9,6 +9,8 @@ from typing import Any
 
 from .errors import ContextOverflow, InvalidRequest
 from .sampling import SamplingParams
+from .structured import JsonConstraint
+from .tools import ToolCallConstraint
 
 MAX_STOP_SEQUENCES = 16
 MAX_TEMPERATURE = 2.0
@@ -23,6 +25,10 @@ class GenerationOptions:
     # None means "the server default"; always resolved against the context by `budget`.
     max_tokens: int | None
     stop: tuple[str, ...] = ()
+    # The answer must be JSON matching this schema, or a tool call (enforced by grammar.py).
+    constraint: JsonConstraint | ToolCallConstraint | None = None
+    # Most-likely tokens to report with each sampled one (logprobs.py); None: no logprobs.
+    top_logprobs: int | None = None
 
 
 def number(

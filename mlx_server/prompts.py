@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from .errors import ContextOverflow, InvalidRequest
+from .tools import tool_fields
 
 T = TypeVar("T")
 
@@ -78,7 +79,7 @@ def message_text(content: Any, param: str) -> str:
     raise InvalidRequest(f"'{param}' must be a string", param=param)
 
 
-def validate_messages(value: Any, param: str = "messages") -> list[dict[str, str]]:
+def validate_messages(value: Any, param: str = "messages") -> list[dict[str, Any]]:
     """Check a chat message list and normalise it to [{role, content}]."""
     if value is None:
         raise InvalidRequest(f"'{param}' is required", param=param)
@@ -89,27 +90,38 @@ def validate_messages(value: Any, param: str = "messages") -> list[dict[str, str
         where = f"{param}[{i}]"
         if not isinstance(message, dict):
             raise InvalidRequest(f"'{where}' must be an object", param=where)
-        if message.get("images") or message.get("tool_calls"):
-            field = "images" if message.get("images") else "tool_calls"
+        if message.get("images"):
             raise InvalidRequest(
-                f"'{where}.{field}' is not supported by this server", param=f"{where}.{field}"
+                f"'{where}.images' is not supported by this server", param=f"{where}.images"
             )
         role = message.get("role")
         if role not in CHAT_ROLES:
             raise InvalidRequest(
                 f"'{where}.role' must be one of {sorted(CHAT_ROLES)}", param=f"{where}.role"
             )
-        messages.append(
-            {"role": role, "content": message_text(message.get("content"), f"{where}.content")}
-        )
+        normalised: dict[str, Any] = {
+            "role": role,
+            "content": message_text(message.get("content"), f"{where}.content"),
+        }
+        normalised.update(tool_fields(message, where))
+        messages.append(normalised)
     return messages
 
 
-def encode_chat(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
-    """Render messages with the model's chat template and encode them."""
+def encode_chat(
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None = None,
+    think: bool | None = None,
+) -> list[int]:
+    """Render messages (and tools, if any) with the model's chat template and encode them.
+
+    `think=False` asks a thinking model's template not to think (Qwen3's `enable_thinking`).
+    """
     if getattr(tokenizer, "chat_template", None):
+        extra = {"enable_thinking": False} if think is False else {}
         rendered = tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
+            messages, tools=tools or None, tokenize=False, add_generation_prompt=True, **extra
         )
         # The template writes BOS itself; adding special tokens again would double it.
         tokens: list[int] = tokenizer.encode(rendered, add_special_tokens=False)

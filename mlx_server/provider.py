@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import ModelCatalog, ModelEntry
-from .engine import Engine
+from .engine import Engine, LoadedWeights
 from .errors import ModelLoadFailed
+from .grammar import GrammarCompiler
 from .prompts import longest_token_chars
 from .settings import ServerSettings
 
@@ -36,6 +37,10 @@ class LoadedModel:
     tokenizer: Any
     config: dict[str, Any]
     size_bytes: int
+    # Grammars for constrained answers (grammar.py), built on first use.
+    grammars: GrammarCompiler
+    # Width of the model's embeddings (embeddings.py); None if it cannot embed.
+    embedding_size: int | None = None
     in_use: int = 0
     # Monotonic deadline after which an idle model is unloaded; None keeps it for ever.
     expires_at: float | None = None
@@ -60,6 +65,13 @@ class LoadedModel:
             if isinstance(value, int) and value > 0:
                 return value
         return FALLBACK_CONTEXT
+
+
+def _vocab_size(weights: LoadedWeights) -> int:
+    """Return the width of the model's logits (may exceed the tokenizer's vocabulary)."""
+    config = weights.config.get("text_config", weights.config)
+    value = config.get("vocab_size")
+    return value if isinstance(value, int) and value > 0 else len(weights.tokenizer)
 
 
 class ModelProvider:
@@ -179,6 +191,8 @@ class ModelProvider:
             tokenizer=weights.tokenizer,
             config=weights.config,
             size_bytes=size,
+            grammars=GrammarCompiler(weights.tokenizer, _vocab_size(weights)),
+            embedding_size=weights.embedding_size,
         )
         self._set_keep_alive(model, None)
         self._loaded[entry.name] = model

@@ -22,12 +22,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from .logprobs import TokenLogprobs
 from .sampling import SeededSampler
 
-# One item in a request's event queue: a sampled token and, on the last one, why the
-# sequence ended ("length" or "stop" for EOS); or the exception that ended it.
-StepEvent = tuple[int, str | None] | BaseException
+# A sampled token, why the sequence ended on its last one ("length" or "stop" for EOS), and
+# its log-probabilities when the request asked for them.
+TokenEvent = tuple[int, str | None, TokenLogprobs | None]
+# One item in a request's event queue: a token, or the exception that ended the sequence.
+StepEvent = TokenEvent | BaseException
 
 # Default for Engine(stream_interval_s=...): 5 ms between loop wakes is below what a person
 # reading a stream can notice, and above a small model's step time on a CPU.
@@ -41,6 +45,11 @@ class GenerationHandle:
     prompt_tokens: list[int]
     max_tokens: int
     sampler: SeededSampler | None
+    # mlx-lm's logits-processor signature, (tokens, logits) -> logits; a grammar's mask
+    # (grammar.py) for a constrained answer, else None.
+    logits_processor: Callable[[Any, Any], Any] | None = None
+    # How many most-likely tokens to report with each sampled one; None: no logprobs at all.
+    top_logprobs: int | None = None
     events: asyncio.Queue[StepEvent] = field(default_factory=asyncio.Queue)
     submitted_ns: int = field(default_factory=time.perf_counter_ns)
     # Written by the engine thread; read by the loop after the matching event arrives.

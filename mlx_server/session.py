@@ -13,14 +13,17 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 
+from .embeddings import EmbeddingRequest, fit
 from .engine import GenerationHandle
 from .errors import ClientGone, GenerationFailed, InvalidRequest
+from .grammar import GrammarProcessor
+from .logprobs import TokenLogprobs
 from .params import GenerationOptions, budget
-from .prompts import off_the_loop, refuse_what_cannot_fit
+from .prompts import encode_text, off_the_loop, refuse_what_cannot_fit
 from .provider import LoadedModel, ModelProvider
 from .sampling import make_sequence_sampler
 from .textstream import TextAssembler
@@ -72,6 +75,7 @@ class Generation:
         options: GenerationOptions,
         max_tokens: int,
         load_ns: int = 0,
+        logits_processor: GrammarProcessor | None = None,
     ) -> None:
         self.model = model
         self.prompt_token_ids = prompt_tokens
@@ -80,7 +84,11 @@ class Generation:
             prompt_tokens=prompt_tokens,
             max_tokens=max_tokens,
             sampler=make_sequence_sampler(options.sampling),
+            logits_processor=logits_processor,
+            top_logprobs=options.top_logprobs,
         )
+        # Log-probabilities of the tokens received and not yet taken by `take_logprobs`.
+        self._logprobs: list[TokenLogprobs] = []
         self._text = TextAssembler(model.tokenizer, options.stop)
 
     def submit(self) -> None:
@@ -104,6 +112,8 @@ class Generation:
                         raise GenerationFailed(str(event))
                     tokens.append(event[0])
                     finish = event[1] or finish
+                    if event[2] is not None:
+                        self._logprobs.append(event[2])
                 self.stats.token_ids.extend(tokens)
                 self.stats.completion_tokens += len(tokens)
                 text = self._text.add(tokens, final=finish is not None)
@@ -125,6 +135,11 @@ class Generation:
             if self.stats.finished_ns is None:
                 self.stats.first_token_ns = handle.first_token_ns
                 self.stats.finished_ns = time.perf_counter_ns()
+
+    def take_logprobs(self) -> list[TokenLogprobs]:
+        """Return the log-probabilities received since the last call (one per token)."""
+        taken, self._logprobs = self._logprobs, []
+        return taken
 
     async def text(self) -> str:
         """Collect the whole completion."""
@@ -221,9 +236,72 @@ async def start_generation(
             max_tokens_param=max_tokens_param,
             clamp=clamp,
         )
-        generation = Generation(model, prompt_tokens, options, max_tokens, load_ns)
+        processor = None
+        if options.constraint is not None:
+            # Off the loop: a new schema's grammar takes milliseconds to build (cached after).
+            processor = await asyncio.to_thread(model.grammars.processor, options.constraint)
+        generation = Generation(model, prompt_tokens, options, max_tokens, load_ns, processor)
         generation.submit()
     except BaseException:
         provider.release(model, keep_alive_s)
         raise
     return Lease(model, generation, keep_alive_s, provider)
+
+
+@dataclass
+class EmbeddingResult:
+    """Vectors of one request, in input order, and what the answer reports about them."""
+
+    vectors: list[Any]
+    prompt_tokens: int
+    load_ns: int
+    total_ns: int
+
+
+async def embed_inputs(
+    provider: ModelProvider,
+    model_name: str,
+    request: EmbeddingRequest,
+    *,
+    keep_alive_s: float | None,
+    param: str,
+) -> EmbeddingResult:
+    """Load the model, tokenize the inputs, and embed them on the model's engine thread."""
+    started = time.perf_counter_ns()
+    model, load_ns = await provider.acquire(model_name)
+    try:
+        if model.embedding_size is None:
+            raise InvalidRequest(f"model '{model_name}' cannot produce embeddings", param="model")
+        longest = await off_the_loop(lambda: model.longest_token_chars)
+        texts: list[str | list[int]] = []
+        for i, item in enumerate(request.inputs):
+            if isinstance(item, tuple):
+                if max(item) >= model.grammars.vocab_size:
+                    raise InvalidRequest(
+                        f"'{param}[{i}]' holds a token id outside the vocabulary",
+                        param=f"{param}[{i}]",
+                    )
+                texts.append(list(item))
+            elif request.truncate:
+                # Cut what cannot fit before tokenising it: the tokens kept are the same.
+                texts.append(item[: model.context_length * longest * 4])
+            else:
+                refuse_what_cannot_fit(
+                    len(item), context=model.context_length, longest=longest, param=f"{param}[{i}]"
+                )
+                texts.append(item)
+
+        def tokenize() -> list[list[int]]:
+            return [t if isinstance(t, list) else encode_text(model.tokenizer, t) for t in texts]
+
+        token_lists = await off_the_loop(tokenize)
+        token_lists = fit(request, token_lists, model.context_length, model.embedding_size, param)
+        vectors = await asyncio.wrap_future(model.engine.embed(token_lists))
+    finally:
+        provider.release(model, keep_alive_s)
+    return EmbeddingResult(
+        vectors,
+        sum(len(t) for t in token_lists),
+        load_ns,
+        time.perf_counter_ns() - started,
+    )

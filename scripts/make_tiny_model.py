@@ -22,15 +22,38 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SEED = 1234
 
 SPECIAL_TOKENS = ["<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+# A thinking model's markers: mlx-lm finds them in the vocabulary (tokenizer_utils.py).
+THINK_TOKENS = ["<think>", "</think>"]
 
 # A Jinja chat template in the shape transformers renders; it adds <s> itself, so
 # the server encodes the rendered text without adding special tokens again.
+# Tool support in the Hermes/Qwen style that mlx-lm's `json_tools` parser reads: the tools
+# are listed in a system turn, and a call is `<tool_call>{"name": ..., "arguments": {...}}
+# </tool_call>` (mlx-lm infers the parser from "<tool_call>" and "tool_call.name" here).
+# Without tools the rendering is the plain one, token for token.
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
+    "{% if tools %}<|system|>\nYou may call these tools:\n"
+    "{% for tool in tools %}{{ tool | tojson }}\n{% endfor %}"
+    'To call one, answer <tool_call>{"name": <name>, "arguments": <object>}</tool_call><|end|>\n'
+    "{% endif %}"
     "{% for message in messages %}"
-    "<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>\n"
+    "<|{{ message['role'] }}|>\n{{ message['content'] or '' }}"
+    "{% if message['tool_calls'] %}{% for tool_call in message['tool_calls'] %}"
+    "{% if tool_call.function is defined %}{% set tool_call = tool_call.function %}{% endif %}"
+    '<tool_call>{"name": "{{ tool_call.name }}", "arguments": {{ tool_call.arguments | tojson }}}'
+    "</tool_call>{% endfor %}{% endif %}"
+    "<|end|>\n"
     "{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+# The thinking model's generation prompt opens the reasoning block (as DeepSeek-R1's and
+# Qwen3-Thinking's do), and closes it at once when `enable_thinking` is false (Qwen3's switch).
+THINKING_TEMPLATE = CHAT_TEMPLATE.replace(
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}",
+    "{% if add_generation_prompt %}<|assistant|>\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n"
+    "{% else %}<think>\n{% endif %}{% endif %}",
 )
 
 # Built-in training text for the byte-level BPE: plain ASCII prose, so merged
@@ -66,6 +89,7 @@ class ModelShape:
     kv_heads: int
     vocab_size: int
     context: int
+    thinking: bool = False
 
 
 SHAPES = {
@@ -74,6 +98,8 @@ SHAPES = {
     # Wide and deep enough that one decode step costs several ms on a laptop CPU,
     # so per-token overhead in the server is measured against real work.
     "large": ModelShape("bench-llama", 384, 6, 1024, 6, 2, 1024, 4096),
+    # The tiny model with reasoning markers and a template that thinks (thinking tests).
+    "think": ModelShape("tiny-think", 64, 2, 128, 4, 2, 512, 2048, thinking=True),
 }
 
 
@@ -86,7 +112,7 @@ def build_tokenizer(shape: ModelShape, out: Path) -> int:
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=shape.vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=SPECIAL_TOKENS + (THINK_TOKENS if shape.thinking else []),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -106,7 +132,9 @@ def build_tokenizer(shape: ModelShape, out: Path) -> int:
         "pad_token": "</s>",
         "model_max_length": shape.context,
         "clean_up_tokenization_spaces": False,
-        "chat_template": CHAT_TEMPLATE,
+        "chat_template": THINKING_TEMPLATE if shape.thinking else CHAT_TEMPLATE,
+        # mlx-lm's tool-call parser for the template's call format (mlx_lm/tool_parsers).
+        "tool_parser_type": "json_tools",
     }
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
     (out / "special_tokens_map.json").write_text(
@@ -116,7 +144,12 @@ def build_tokenizer(shape: ModelShape, out: Path) -> int:
 
 
 def build_weights(
-    shape: ModelShape, printable: list[bool], eos_id: int, bos_id: int, out: Path
+    shape: ModelShape,
+    printable: list[bool],
+    eos_id: int,
+    bos_id: int,
+    out: Path,
+    think_end: tuple[int, int] | None = None,
 ) -> None:
     """Initialise a llama with a fixed seed and save config.json and safetensors."""
     import mlx.core as mx
@@ -150,6 +183,12 @@ def build_weights(
     head = weights["lm_head.weight"] * 8.0
     keep = mx.array([[1.0] if printable[i] else [0.0] for i in range(vocab_size)])
     weights["lm_head.weight"] = head * keep
+    if think_end is not None:
+        # The thinking model's `</think>` gets the output row of a token the model writes
+        # often, so that a sampled answer leaves its reasoning now and then (a zero row
+        # would almost never be sampled, and every answer would be reasoning only).
+        marker, often = think_end
+        weights["lm_head.weight"][marker] = weights["lm_head.weight"][often]
     mx.eval(weights)
     mx.save_safetensors(str(out / "model.safetensors"), weights, metadata={"format": "mlx"})
     (out / "config.json").write_text(json.dumps(config, indent=2))
@@ -157,17 +196,32 @@ def build_weights(
 
 def _is_printable(tokenizer: object, token_id: int) -> bool:
     """Tell whether a token decodes on its own to printable ASCII."""
-    if tokenizer.id_to_token(token_id) in SPECIAL_TOKENS:  # type: ignore[attr-defined]
+    if tokenizer.id_to_token(token_id) in SPECIAL_TOKENS + THINK_TOKENS:  # type: ignore[attr-defined]
         return False
     text = tokenizer.decode([token_id])  # type: ignore[attr-defined]
     return bool(text) and all(32 <= ord(c) < 127 or c == "\n" for c in text)
+
+
+def _is_current(out: Path, shape: ModelShape) -> bool:
+    """Tell whether `out` holds a complete model made by this version of the script.
+
+    The chat template is what changes between versions (tool support was added): a folder
+    with an older one is rebuilt, so a checkout never tests against a stale model.
+    """
+    config = out / "tokenizer_config.json"
+    if not ((out / "model.safetensors").exists() and (out / "tokenizer.json").exists()):
+        return False
+    if not config.exists():
+        return False
+    expected = THINKING_TEMPLATE if shape.thinking else CHAT_TEMPLATE
+    return bool(json.loads(config.read_text()).get("chat_template") == expected)
 
 
 def make_model(size: str, out: Path | None = None, force: bool = False) -> Path:
     """Create the model folder for a size unless it already exists; return its path."""
     shape = SHAPES[size]
     out = out or REPO_ROOT / "var" / "models" / shape.folder
-    if (out / "model.safetensors").exists() and (out / "tokenizer.json").exists() and not force:
+    if _is_current(out, shape) and not force:
         return out
     # Build in a sibling folder and rename, so a crash never leaves a half model
     # that a later idempotent run would take as complete.
@@ -181,7 +235,12 @@ def make_model(size: str, out: Path | None = None, force: bool = False) -> Path:
     printable = [_is_printable(tok, i) for i in range(vocab_size)]
     eos, bos = tok.token_to_id("</s>"), tok.token_to_id("<s>")
     assert eos is not None and bos is not None  # both are trained special tokens
-    build_weights(shape, printable, eos, bos, tmp)
+    think_end = None
+    if shape.thinking:
+        marker, often = tok.token_to_id("</think>"), tok.token_to_id("esti")
+        assert marker is not None and often is not None  # trained tokens
+        think_end = (marker, often)
+    build_weights(shape, printable, eos, bos, tmp, think_end)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out

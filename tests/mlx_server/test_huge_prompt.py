@@ -22,7 +22,7 @@ from .conftest import MODEL_NAME, ServerProcess, TinyTokenizer
 
 HUGE = "hello world " * (14 * 1024 * 1024 // 12)  # 14 MiB
 
-REQUESTS = {
+REQUESTS: dict[str, tuple[dict[str, Any], str]] = {
     "/v1/completions": ({"prompt": HUGE, "max_tokens": 2}, "prompt"),
     "/v1/chat/completions": ({"messages": [{"role": "user", "content": HUGE}]}, "messages"),
     "/api/generate": ({"prompt": HUGE, "stream": False}, "prompt"),

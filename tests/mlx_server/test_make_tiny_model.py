@@ -1,6 +1,7 @@
 """scripts/make_tiny_model.py: loadable, deterministic, idempotent."""
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,15 @@ def test_it_makes_a_model_mlx_lm_can_load_with_a_chat_template(tiny_model_path: 
         check=True,
     )
     assert "<|assistant|>" in result.stdout
+
+
+def test_it_rebuilds_a_model_made_with_an_older_template(tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    subprocess.run([*SCRIPT, "--out", str(out)], cwd=REPO_ROOT, check=True, capture_output=True)
+    config_path = out / "tokenizer_config.json"
+    current = config_path.read_text()
+    config = json.loads(current)
+    config["chat_template"] = "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    config_path.write_text(json.dumps(config))
+    subprocess.run([*SCRIPT, "--out", str(out)], cwd=REPO_ROOT, check=True, capture_output=True)
+    assert config_path.read_text() == current

@@ -17,6 +17,7 @@ def test_it_lists_models_openai_style(client: httpx.Client) -> None:
         "object": "model",
         "created": card["created"],
         "owned_by": "mlx",
+        "capabilities": ["completion", "tools", "embedding"],
     }
     assert isinstance(card["created"], int)
     assert client.get(f"/v1/models/{MODEL_NAME}").json()["id"] == MODEL_NAME
@@ -48,6 +49,7 @@ def test_it_shows_model_details_and_template(client: httpx.Client) -> None:
     assert "<|assistant|>" in body["template"]
     assert body["model_info"]["general.architecture"] == "llama"
     assert body["model_info"]["llama.max_position_embeddings"] == 2048
+    assert body["capabilities"] == ["completion", "tools", "embedding"]
 
 
 def test_it_answers_show_for_an_unknown_model_with_404(client: httpx.Client) -> None:
