@@ -9,6 +9,10 @@ Those private attributes are read here and nowhere else. At import this module c
 the installed mlx-lm is the release line they were read from (requirements.txt pins it)
 and that its classes still set them, and fails with a message saying what to do if not:
 a silent mismatch would hand a request the wrong token or cache in the middle of an answer.
+
+`architecture_supported()` asks mlx-lm's own model-class look-up (`utils._get_classes`,
+private) whether a folder's config names an architecture it can run, so a folder it cannot
+load (a BERT-style embedding model, say) is refused before any weights are read.
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ import mlx_lm
 from mlx_lm.generate import BatchGenerator, GenerationBatch, generation_stream
 from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
 from mlx_lm.sample_utils import apply_top_p, greedy_sampler
-from mlx_lm.utils import load, load_tokenizer
+from mlx_lm.utils import _get_classes, load, load_tokenizer
 
 __all__ = [
     "SUPPORTED_SERIES",
     "BatchGenerator",
     "MlxLmIncompatible",
     "apply_top_p",
+    "architecture_supported",
     "can_trim_prompt_cache",
     "check_private_attributes",
     "check_version",
@@ -125,3 +130,14 @@ def row_tokens_left(generator: BatchGenerator, uid: int) -> int:
     rows: Any = generator._generation_batch
     i = rows.uids.index(uid)
     return int(rows.max_tokens[i] - rows._num_tokens[i])
+
+
+def architecture_supported(config: dict[str, Any]) -> bool:
+    """Whether mlx-lm has a model class for this config.json (its model_type/architectures)."""
+    if not isinstance(config.get("model_type"), str):
+        return False
+    try:
+        _get_classes(config)
+    except (ValueError, ImportError, KeyError, TypeError):
+        return False
+    return True

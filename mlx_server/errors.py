@@ -69,6 +69,19 @@ class Overloaded(APIError):
         super().__init__(message, code="overloaded", headers={"Retry-After": str(retry_after_s)})
 
 
+class UnsupportedModel(InvalidRequest):
+    """The folder holds a model mlx-lm cannot run (e.g. a dedicated embedding model)."""
+
+    def __init__(self, name: str, model_type: object) -> None:
+        super().__init__(
+            f"model '{name}' has model_type {model_type!r}, which mlx-lm cannot run; "
+            "this server serves mlx-lm language models only (dedicated embedding models such "
+            "as BERT are not supported: docs/mlx_server.md)",
+            param="model",
+            code="model_not_supported",
+        )
+
+
 class ModelLoadFailed(APIError):
     """The model's files exist but mlx-lm could not load them."""
 

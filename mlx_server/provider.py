@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import ModelCatalog, ModelEntry
+from .compat_mlx_lm import architecture_supported
 from .engine import Engine, LoadedWeights
-from .errors import ModelLoadFailed
+from .errors import ModelLoadFailed, UnsupportedModel
 from .grammar import GrammarCompiler
 from .prompts import longest_token_chars
 from .settings import ServerSettings
@@ -165,6 +166,12 @@ class ModelProvider:
 
     async def _load(self, entry: ModelEntry) -> LoadedModel:
         """Make room under the memory budget, then start an engine that loads the model."""
+        try:
+            config = entry.config()
+        except (OSError, ValueError) as exc:
+            raise ModelLoadFailed(f"could not read model '{entry.name}': {exc}") from exc
+        if not architecture_supported(config):
+            raise UnsupportedModel(entry.name, config.get("model_type"))
         size = entry.size_bytes
         await self._make_room(size)
         logger.info("loading model %s from %s (%.1f MB)", entry.name, entry.path, size / 1e6)

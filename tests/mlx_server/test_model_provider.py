@@ -100,9 +100,9 @@ def test_it_answers_500_for_a_model_that_fails_to_load_and_keeps_serving(
     budget_server: ServerProcess, models_dir: Path
 ) -> None:
     broken = models_dir / "broken"
-    broken.mkdir()
-    (broken / "config.json").write_text('{"model_type": "no-such-architecture"}')
-    (broken / "model.safetensors").write_bytes(b"not weights")
+    shutil.copytree(models_dir / "alpha", broken)  # a llama mlx-lm can run, with bad weights
+    for weights in broken.glob("*.safetensors"):
+        weights.write_bytes(b"not weights")
     try:
         with budget_server.client() as http:
             response = http.post(
@@ -114,3 +114,30 @@ def test_it_answers_500_for_a_model_that_fails_to_load_and_keeps_serving(
             assert generate(http, "alpha").status_code == 200
     finally:
         shutil.rmtree(broken)
+
+
+@pytest.mark.parametrize(
+    ("model_type", "path", "body"),
+    [
+        ("no-such-architecture", "/v1/completions", {"prompt": "hi", "max_tokens": 2}),
+        # A dedicated embedding model (mlx-embeddings' kind): not an mlx-lm language model.
+        ("bert", "/v1/embeddings", {"input": "hi"}),
+        ("bert", "/api/embed", {"input": "hi"}),
+    ],
+)
+def test_a_model_mlx_lm_cannot_run_is_a_400_naming_it(
+    budget_server: ServerProcess, models_dir: Path, model_type: str, path: str, body: dict
+) -> None:
+    folder = models_dir / f"unsupported-{model_type}"
+    folder.mkdir()
+    (folder / "config.json").write_text(f'{{"model_type": "{model_type}"}}')
+    (folder / "model.safetensors").write_bytes(b"not read")
+    try:
+        with budget_server.client() as http:
+            response = http.post(path, json={"model": folder.name, **body})
+            assert response.status_code == 400, response.text
+            text = response.text
+            assert folder.name in text and model_type in text and "mlx-lm cannot run" in text
+            assert generate(http, "alpha").status_code == 200
+    finally:
+        shutil.rmtree(folder)
