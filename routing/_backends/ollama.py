@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
+from routing._answers import check_finish
 from routing._backends._base import (
     Backend,
     ProbeResult,
@@ -85,12 +86,15 @@ class OllamaBackend(Backend):
                         continue
                     obj = self._chunk(self.parse_json(line, target), target)
                     text = _text_of(obj)
+                    # The final chunk of /api/chat may still carry content: text goes first,
+                    # but its stats are checked before, so a malformed final line that also
+                    # carries the answer's first text still falls back (nothing sent yet).
+                    finish = check_finish(_finish(obj), target) if obj.get("done") else None
                     if text:
-                        # The final chunk of /api/chat may still carry content: text goes first.
                         yield TextDelta(text)
-                    if obj.get("done"):
+                    if finish is not None:
                         await drain(lines)
-                        yield _finish(obj)
+                        yield finish
                         return
         raise UpstreamProtocolError("stream ended without a final done chunk", target=target)
 

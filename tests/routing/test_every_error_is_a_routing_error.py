@@ -278,6 +278,12 @@ OPENAI_ANSWER = {"choices": [{"text": "ok", "finish_reason": "stop"}], "usage": 
         ("ollama", False, [_encode({"response": "ok", "done": True, "total_duration": "x"})]),
         ("ollama", True, ollama_body([{"response": 5, "done": False}], True)),
         ("ollama", True, ollama_body([{"response": "", "done": True, "eval_count": "x"}], True)),
+        # One final line that carries the text too: its stats are checked before the text.
+        (
+            "ollama",
+            True,
+            ollama_body([{"response": "hi", "done": True, "total_duration": "x"}], True),
+        ),
         ("ollama", True, [b"\xff\xfe{{{\n", b'{"done": true}\n']),
         ("openai", False, [_encode({**OPENAI_ANSWER, "choices": [{"finish_reason": "\ud800"}]})]),
     ],
@@ -293,6 +299,7 @@ OPENAI_ANSWER = {"choices": [{"text": "ok", "finish_reason": "stop"}], "usage": 
         "ollama-total-duration-x",
         "ollama-stream-response-5",
         "ollama-stream-eval-count-x",
+        "ollama-stream-text-and-total-duration-x",
         "ollama-stream-bytes",
         "openai-finish-reason-surrogate",
     ],
