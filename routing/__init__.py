@@ -54,7 +54,8 @@ if TYPE_CHECKING:
         backend_kinds,
         register_backend,
     )
-    from routing._router import LLMRouter, ResponseStream, get_llm_router
+    from routing._results import ResponseStream
+    from routing._router import LLMRouter, get_llm_router
     from routing._sync import chat_sync, generate_sync
 
 __all__ = [
@@ -99,7 +100,7 @@ __all__ = [
 # sometimes call a model.
 _LAZY = {
     "LLMRouter": "routing._router",
-    "ResponseStream": "routing._router",
+    "ResponseStream": "routing._results",
     "get_llm_router": "routing._router",
     "generate_sync": "routing._sync",
     "chat_sync": "routing._sync",
